@@ -1,0 +1,111 @@
+"""One figure style for the course, and the plots the notebooks share. ``save_fig`` writes PNGs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import torch
+
+from .data import CLASS_NAMES
+from .io_utils import atomic_path
+from .models import prunable_layers
+
+
+def set_style() -> None:
+    """The course's figure style (seaborn whitegrid, readable fonts)."""
+    sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 120, "savefig.bbox": "tight"})
+
+
+def save_fig(fig, name: str, figures_dir: str | os.PathLike) -> Path:
+    """Save ``fig`` as ``<figures_dir>/<name>.png`` atomically; returns the path."""
+    path = Path(figures_dir) / f"{name}.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def sample_grid(images: torch.Tensor, labels: torch.Tensor, per_class: int = 8):
+    """A grid with ``per_class`` sample images (uint8, N x 28 x 28) in a row per class."""
+    fig, axes = plt.subplots(len(CLASS_NAMES), per_class, figsize=(per_class * 0.9, 10))
+    for cls, row in enumerate(axes):
+        idx = torch.nonzero(labels == cls).flatten()[:per_class]
+        for ax, i in zip(row, idx):
+            ax.imshow(images[i], cmap="gray_r")
+        for ax in row:
+            ax.set_xticks([]), ax.set_yticks([])
+        row[0].set_ylabel(CLASS_NAMES[cls], rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle("Fashion-MNIST: samples per class (training split)")
+    return fig
+
+
+def training_curves(history: dict):
+    """Loss and accuracy per epoch, training and validation."""
+    epochs = np.arange(1, len(history["train_loss"]) + 1)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    ax_loss.plot(epochs, history["train_loss"], "o-", label="train (augmented, smoothed labels)")
+    ax_acc.plot(epochs, history["train_accuracy"], "o-", label="train (augmented)")
+    if history.get("val_loss"):
+        ax_loss.plot(epochs, history["val_loss"], "s-", label="validation")
+        ax_acc.plot(epochs, history["val_accuracy"], "s-", label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.legend()
+    return fig
+
+
+def confusion_and_per_class(logits: torch.Tensor, labels: torch.Tensor):
+    """Confusion matrix (row-normalised, percent) and per-class accuracy, side by side."""
+    preds = logits.argmax(1)
+    n = len(CLASS_NAMES)
+    matrix = torch.zeros(n, n)
+    matrix.index_put_((labels, preds), torch.ones(len(labels)), accumulate=True)
+    percent = 100 * matrix / matrix.sum(1, keepdim=True).clamp(min=1)
+    fig, (ax_cm, ax_pc) = plt.subplots(1, 2, figsize=(15, 6), gridspec_kw={"width_ratios": [3, 2]})
+    sns.heatmap(percent.numpy(), annot=True, fmt=".1f", cmap="Blues", cbar=False, ax=ax_cm,
+                xticklabels=CLASS_NAMES, yticklabels=CLASS_NAMES, annot_kws={"fontsize": 8})
+    ax_cm.set(xlabel="predicted", ylabel="true", title="Confusion matrix (% of each true class)")
+    per_class = percent.diag().numpy()
+    sns.barplot(x=per_class, y=list(CLASS_NAMES), ax=ax_pc, hue=list(CLASS_NAMES), legend=False)
+    ax_pc.set(xlabel="accuracy (%)", title="Per-class test accuracy", xlim=(min(60, per_class.min() - 5), 100))
+    for i, v in enumerate(per_class):
+        ax_pc.text(v - 0.5, i, f"{v:.1f}", va="center", ha="right", fontsize=8, color="white")
+    return fig
+
+
+def weight_histograms(model: torch.nn.Module, bins: int = 80):
+    """One histogram of weights per prunable layer, with its std and share of exact zeros."""
+    layers = prunable_layers(model)
+    cols = 3
+    rows = (len(layers) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    for ax, (name, layer) in zip(axes.flat, layers.items()):
+        w = layer.weight.detach().flatten().cpu().numpy()
+        ax.hist(w, bins=bins, color="C0")
+        ax.set_title(f"{name}  {tuple(layer.weight.shape)}", fontsize=9)
+        ax.text(0.98, 0.95, f"std {w.std():.3f}\nzeros {np.mean(w == 0):.1%}", transform=ax.transAxes,
+                ha="right", va="top", fontsize=8)
+    for ax in axes.flat[len(layers):]:
+        ax.set_visible(False)
+    fig.suptitle("Weight distribution per layer")
+    fig.tight_layout()
+    return fig
+
+
+def misclassified_examples(images: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor,
+                           cls: int, n: int = 8):
+    """Up to ``n`` images of class ``cls`` the model got wrong, titled with the predicted class."""
+    preds = logits.argmax(1)
+    wrong = torch.nonzero((labels == cls) & (preds != cls)).flatten()[:n]
+    fig, axes = plt.subplots(1, n, figsize=(1.6 * n, 2.2))
+    for ax in axes:
+        ax.axis("off")
+    for ax, i in zip(axes, wrong):
+        ax.imshow(images[i], cmap="gray_r")
+        ax.set_title(f"→ {CLASS_NAMES[preds[i]]}", fontsize=8)
+    fig.suptitle(f"misclassified '{CLASS_NAMES[cls]}' test images (title: predicted class)")
+    return fig

@@ -1,0 +1,143 @@
+"""Training and evaluation: seeding, the one place the device is chosen, fit / evaluate / fine_tune."""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+DEVICE_ENV = "COURSE_DEVICE"
+
+
+def pick_device(preferred: str | None = None) -> torch.device:
+    """The device for training: the argument, else ``$COURSE_DEVICE``, else cuda > mps > cpu."""
+    name = preferred or os.environ.get(DEVICE_ENV)
+    if name:
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, and torch (CPU and CUDA) for repeatable runs."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+@dataclass
+class History:
+    """Per-epoch training loss and accuracy, validation loss and accuracy (percent)."""
+
+    train_loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, batches: Iterable, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels) over all batches, in eval mode."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    logits, labels = [], []
+    for images, targets in batches:
+        logits.append(model(images.to(device)).float().cpu())
+        labels.append(targets)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def evaluate(model: nn.Module, batches: Iterable, device=None) -> dict:
+    """Accuracy (percent) and mean cross-entropy loss of ``model`` on ``batches``."""
+    logits, labels = predict(model, batches, device)
+    return {
+        "accuracy": 100.0 * (logits.argmax(1) == labels).float().mean().item(),
+        "loss": nn.functional.cross_entropy(logits, labels).item(),
+    }
+
+
+def accuracy(model: nn.Module, batches: Iterable, device=None) -> float:
+    """Accuracy in percent."""
+    return evaluate(model, batches, device)["accuracy"]
+
+
+def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float):
+    """AdamW or SGD (Nesterov momentum 0.9); no weight decay on biases and BatchNorm."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+    raise ValueError(f"unknown optimizer {name!r}: use 'adamw' or 'sgd'")
+
+
+def fit(model: nn.Module, train_batches, val_batches=None, epochs: int = 10, lr: float = 3e-3,
+        weight_decay: float = 5e-4, label_smoothing: float = 0.1, optimizer: str = "adamw", device=None,
+        after_step: Callable[[nn.Module], None] | None = None, desc: str = "train") -> History:
+    """Train with AdamW (or SGD) and a one-cycle learning rate; returns the per-epoch ``History``.
+
+    ``after_step(model)`` runs after every optimizer step (e.g. to re-apply pruning masks).
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    device = device or pick_device()
+    model.to(device)
+    optimizer = make_optimizer(model, optimizer, lr, weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, epochs=epochs, steps_per_epoch=len(train_batches), pct_start=0.25)
+    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    history = History()
+    for epoch in range(epochs):
+        stats = _train_one_epoch(model, train_batches, optimizer, scheduler, criterion, device,
+                                 after_step, f"{desc} {epoch + 1}/{epochs}")
+        history.train_loss.append(stats["loss"])
+        history.train_accuracy.append(stats["accuracy"])
+        history.seconds.append(stats["seconds"])
+        if val_batches is not None:
+            val = evaluate(model, val_batches, device)
+            history.val_loss.append(val["loss"])
+            history.val_accuracy.append(val["accuracy"])
+    model.eval()
+    return history
+
+
+def _train_one_epoch(model, batches, optimizer, scheduler, criterion, device, after_step, desc):
+    import time
+
+    model.train()
+    start, total_loss, correct, seen = time.perf_counter(), 0.0, 0, 0
+    progress = tqdm(batches, desc=desc, leave=False)
+    for images, labels in progress:
+        images, labels = images.to(device), labels.to(device)
+        logits = model(images)
+        loss = criterion(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if after_step is not None:
+            after_step(model)
+        total_loss += loss.item() * len(labels)
+        correct += (logits.argmax(1) == labels).sum().item()
+        seen += len(labels)
+        progress.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
+    return {"loss": total_loss / seen, "accuracy": 100.0 * correct / seen,
+            "seconds": time.perf_counter() - start}
+
+
+def fine_tune(model: nn.Module, train_batches, epochs: int = 2, lr: float = 1e-3, **kwargs) -> History:
+    """A short, gentler ``fit`` for a pruned or quantized model (same schedule, lower rate)."""
+    return fit(model, train_batches, epochs=epochs, lr=lr, desc=kwargs.pop("desc", "fine-tune"), **kwargs)

@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from helpers import data
+from helpers.data import Batches, DataMissingError, augment, calibration_batch, load_splits, validation_indices
+
+
+def test_validation_split_is_fixed_disjoint_and_complete():
+    train_idx, val_idx = validation_indices(60_000, 5_000)
+    assert len(train_idx) == 55_000 and len(val_idx) == 5_000
+    assert len(set(train_idx.tolist()) & set(val_idx.tolist())) == 0
+    assert torch.equal(torch.cat([train_idx, val_idx]).sort().values, torch.arange(60_000))
+    again_train, again_val = validation_indices(60_000, 5_000)
+    assert torch.equal(val_idx, again_val) and torch.equal(train_idx, again_train)
+
+
+def test_full_splits_have_the_documented_sizes_and_balanced_validation():
+    splits = load_splits()
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (55_000, 5_000, 10_000)
+    counts = torch.bincount(splits.val.labels, minlength=10)
+    assert counts.min() > 400 and counts.max() < 600  # a random split of a balanced set
+    assert splits.train.images.dtype == torch.uint8 and splits.train.images.shape[1:] == (28, 28)
+
+
+def test_quick_subsets_are_prefixes_of_the_full_splits(quick_splits):
+    full = load_splits()
+    assert (len(quick_splits.train), len(quick_splits.val), len(quick_splits.test)) == (2_000, 1_000, 1_000)
+    assert torch.equal(quick_splits.val.images, full.val.images[:1_000])
+
+
+def test_batches_cover_every_image_once_in_range(quick_splits):
+    batches = Batches(quick_splits.val, batch_size=300, shuffle=True, seed=1)
+    labels = torch.cat([y for _, y in batches])
+    assert len(batches) == 4 and len(labels) == 1_000
+    assert torch.equal(labels.sort().values, quick_splits.val.labels.sort().values)
+    images, _ = next(iter(batches))
+    assert images.shape == (300, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
+
+
+def test_augment_only_flips_and_shifts():
+    img = torch.zeros(1, 1, 28, 28)
+    img[0, 0, 10, 5] = 1.0
+    out = augment(img.repeat(64, 1, 1, 1), torch.Generator().manual_seed(0))
+    assert out.shape == (64, 1, 28, 28)
+    assert torch.all(out.sum((1, 2, 3)) == 1)  # the pixel moved (by <= 2) but was not lost
+    rows = torch.nonzero(out)[:, 2]
+    assert rows.min() >= 8 and rows.max() <= 12
+
+
+def test_calibration_batch_needs_images(quick_splits):
+    assert calibration_batch(quick_splits.train, 16).shape == (16, 1, 28, 28)
+    with pytest.raises(ValueError, match="calibration needs at least one image"):
+        calibration_batch(quick_splits.train, 0)
+
+
+def test_missing_data_offline_says_where_to_put_the_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "SHARED_DATA_DIR", tmp_path / "nowhere")
+    with pytest.raises(DataMissingError, match="train-images-idx3-ubyte.gz"):
+        data.load_fashion_mnist(tmp_path / "empty", download=False)

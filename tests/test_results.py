@@ -1,0 +1,60 @@
+import json
+
+import pytest
+
+from helpers.paths import REPO_ROOT, OutputDirs
+from helpers.results import (README_END, README_START, make_record, read_results, render_readme,
+                             results_table, write_results)
+
+
+def test_record_measures_what_it_reports(tmp_path, random_model):
+    from helpers import save_model
+
+    outputs = OutputDirs(tmp_path, quick=True)
+    path = save_model(random_model, outputs.weights / "01_x.pt")
+    record = make_record("x", "none", random_model, 91.234567, path, outputs,
+                         latency={"latency_ms_b1": 0.5, "latency_ms_b256": 20.0})
+    assert record["params"] == record["params_nonzero"] == 1_367_226
+    assert record["sparsity"] == 0.0 and record["quick"] is True
+    assert record["size_bytes"] == path.stat().st_size
+    assert record["weights_file"] == "weights/01_x.pt"
+    assert record["latency_ms"] == {"batch_1": 0.5, "batch_256": 20.0}
+    written = write_results("01_x", [record], outputs)
+    assert json.loads(written.read_text()) == [record]
+
+
+def test_bad_records_are_refused(tmp_path, random_model):
+    outputs = OutputDirs(tmp_path, quick=False)
+    with pytest.raises(ValueError, match="percentage"):
+        make_record("x", "none", random_model, 930.0, None, outputs)
+    with pytest.raises(ValueError, match="lacks"):
+        write_results("01_x", [{"name": "x"}], outputs)
+    quick_record = make_record("x", "none", random_model, 90.0, None, OutputDirs(tmp_path, quick=True))
+    with pytest.raises(ValueError, match="QUICK record"):
+        write_results("01_x", [quick_record], outputs)
+
+
+def test_table_skips_quick_records_and_renders_between_markers():
+    records = [{"stage": "01_baseline", "name": "a", "method": "m", "test_accuracy": 93.5, "sparsity": 0.5,
+                "params_nonzero": 1000, "weight_bits": 32, "activation_bits": None, "size_bytes": 2_500_000,
+                "latency_ms": {"batch_1": 0.3, "batch_256": 40.0}, "latency_threads": 2, "quick": False},
+               {"stage": "01_baseline", "name": "q", "quick": True}]
+    table = results_table(records)
+    assert "| 01 | a | m | 93.50 | 50.0% | 1,000 | 32/float | 2.50 MB | 0.30 | 40.00 |" in table
+    assert "| q |" not in table
+    text = f"intro\n{README_START}\nold\n{README_END}\nend"
+    assert render_readme(text, table) == f"intro\n{README_START}\n{table}\n{README_END}\nend"
+
+
+def test_readme_table_is_in_sync_with_committed_results():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert render_readme(readme, results_table(read_results())) == readme, \
+        "run: python -m helpers.results --write-readme"
+
+
+def test_committed_results_are_full_runs_with_the_contract_fields():
+    for record in read_results():
+        assert record["quick"] is False, f"{record['stage']}: QUICK record committed"
+        assert 0 <= record["sparsity"] <= 1 and 0 <= record["test_accuracy"] <= 100
+        if record["weights_file"]:
+            assert (REPO_ROOT / record["weights_file"]).stat().st_size == record["size_bytes"]
