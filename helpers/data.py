@@ -118,8 +118,10 @@ def load_splits(root=None, quick: bool = False, quick_sizes=(2_000, 1_000, 1_000
     return splits
 
 
-def augment(images: Tensor, generator: torch.Generator, max_shift: int = 2) -> Tensor:
-    """Random horizontal flips and shifts of up to ``max_shift`` pixels (zero padding), per image."""
+def augment(images: Tensor, generator: torch.Generator, max_shift: int = 2,
+            erase_prob: float = 0.0) -> Tensor:
+    """Random horizontal flips, shifts of up to ``max_shift`` pixels (zero padding), and, with
+    probability ``erase_prob``, one random rectangle erased to background (random erasing)."""
     n = images.shape[0]
     flip = torch.rand(n, generator=generator) < 0.5
     images = torch.where(flip[:, None, None, None], images.flip(-1), images)
@@ -128,7 +130,25 @@ def augment(images: Tensor, generator: torch.Generator, max_shift: int = 2) -> T
     rows = (dy[:, None] + torch.arange(28))[:, None, :, None].expand(n, 1, 28, 28 + 2 * max_shift)
     cropped = padded.gather(2, rows)
     cols = (dx[:, None] + torch.arange(28))[:, None, None, :].expand(n, 1, 28, 28)
-    return cropped.gather(3, cols)
+    images = cropped.gather(3, cols)
+    if erase_prob > 0:
+        images = images * ~_erasing_masks(n, erase_prob, generator)
+    return images
+
+
+def _erasing_masks(n: int, prob: float, generator: torch.Generator) -> Tensor:
+    """Boolean N x 1 x 28 x 28 masks, each one rectangle (2-20% of the area) or, with 1-prob, empty."""
+    area = 28 * 28 * (0.02 + 0.18 * torch.rand(n, generator=generator))
+    aspect = torch.exp(torch.empty(n).uniform_(-1.2, 1.2, generator=generator))
+    h = (area * aspect).sqrt().round().clamp(1, 27).long()
+    w = (area / aspect).sqrt().round().clamp(1, 27).long()
+    top = (torch.rand(n, generator=generator) * (29 - h)).long()
+    left = (torch.rand(n, generator=generator) * (29 - w)).long()
+    r, c = torch.arange(28), torch.arange(28)
+    inside_r = (r[None] >= top[:, None]) & (r[None] < (top + h)[:, None])
+    inside_c = (c[None] >= left[:, None]) & (c[None] < (left + w)[:, None])
+    apply = torch.rand(n, generator=generator) < prob
+    return (inside_r[:, :, None] & inside_c[:, None, :] & apply[:, None, None])[:, None]
 
 
 class Batches:
@@ -138,11 +158,12 @@ class Batches:
     """
 
     def __init__(self, data: ImageSet, batch_size: int = 256, shuffle: bool = False,
-                 augment: bool = False, seed: int = 0):
+                 augment: bool = False, seed: int = 0, erase_prob: float = 0.0):
         if len(data) == 0:
             raise ValueError("no images to batch: the data set is empty")
         self.images, self.labels = data.as_float()
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
+        self.erase_prob = erase_prob
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -159,7 +180,7 @@ class Batches:
             idx = order[start:start + self.batch_size]
             images = self.images[idx]
             if self.augment:
-                images = augment(images, self.generator)
+                images = augment(images, self.generator, erase_prob=self.erase_prob)
             yield images, self.labels[idx]
 
 

@@ -57,3 +57,12 @@ def test_missing_data_offline_says_where_to_put_the_files(tmp_path, monkeypatch)
     monkeypatch.setattr(data, "SHARED_DATA_DIR", tmp_path / "nowhere")
     with pytest.raises(DataMissingError, match="train-images-idx3-ubyte.gz"):
         data.load_fashion_mnist(tmp_path / "empty", download=False)
+
+
+def test_random_erasing_blanks_one_rectangle_per_chosen_image():
+    images = torch.ones(200, 1, 28, 28)
+    out = augment(images, torch.Generator().manual_seed(0), max_shift=0, erase_prob=0.5)
+    erased = (out == 0).sum((1, 2, 3)).float()
+    share = (erased > 0).float().mean()
+    assert 0.35 < share < 0.65
+    assert erased.max() <= 0.3 * 28 * 28 and erased[erased > 0].min() >= 1

@@ -1,0 +1,1 @@
+"""Pruning: unstructured masks (magnitude, Wanda, N:M), structured surgery, schedules."""

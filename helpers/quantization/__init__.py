@@ -1,0 +1,1 @@
+"""Quantization: fake quantization (PTQ, QAT) and real int8 CPU inference."""

@@ -1,0 +1,1 @@
+"""Storage formats of the project's own: sparse weights, packed low-bit weights, compressed files."""
