@@ -2,6 +2,12 @@
 
 The most used names are importable from the package itself, e.g. ``helpers.load_model(path)``.
 """
+import logging
+
+# torch.utils.benchmark imports cpp_extension, which warns on CPU-only machines that it found no
+# CUDA runtime: harmless here (no extension is compiled), and noise in every notebook's output.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+
 from .checkpoints import CheckpointError, load_model, save_model
 from .models import CNNConfig, FashionCNN, build_model
 

@@ -101,13 +101,13 @@ def _fmt_latency(latency: dict | None, batch: str) -> str:
 
 
 def results_table(records: list[dict]) -> str:
-    """The Markdown table of the README: one row per FULL record."""
+    """The Markdown table of the README: one row per saved model (FULL records with a weights file)."""
     header = ("| notebook | model | method | test acc. (%) | sparsity | non-zero params | W/A bits "
               "| size on disk | latency b1 (ms) | latency b256 (ms) |\n"
               "|---|---|---|---:|---:|---:|---|---:|---:|---:|")
     rows = []
     for r in records:
-        if r.get("quick"):
+        if r.get("quick") or not r.get("weights_file"):
             continue
         bits = f"{r['weight_bits']}/{r['activation_bits'] or 'float'}"
         rows.append(f"| {r['stage'][:2]} | {r['name']} | {r['method']} | {r['test_accuracy']:.2f} "
@@ -131,23 +131,29 @@ def render_readme(readme_text: str, table: str) -> str:
     return readme_text[:start + len(README_START)] + "\n" + table + "\n" + readme_text[end:]
 
 
+def update_readme(check: bool = False) -> bool:
+    """Regenerate the README's table from ``results/`` (or, with ``check``, only compare);
+    returns True when the README was already up to date."""
+    readme = REPO_ROOT / "README.md"
+    current = readme.read_text()
+    wanted = render_readme(current, results_table(read_results()))
+    if wanted != current and not check:
+        write_text_atomic(readme, wanted)
+    return wanted == current
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--write-readme", action="store_true", help="regenerate the README table")
     group.add_argument("--check", action="store_true", help="exit 1 when the README table is stale")
     args = parser.parse_args(argv)
-    readme = REPO_ROOT / "README.md"
-    current = readme.read_text()
-    wanted = render_readme(current, results_table(read_results()))
+    up_to_date = update_readme(check=args.check)
     if args.check:
-        if wanted != current:
-            print("README.md's results table is out of date: run python -m helpers.results --write-readme")
-            return 1
-        print("README.md's results table matches results/*.json")
-        return 0
-    write_text_atomic(readme, wanted)
-    print(f"wrote the results table into {readme}")
+        print("README.md's results table " + ("matches results/*.json" if up_to_date else
+              "is out of date: run python -m helpers.results --write-readme"))
+        return 0 if up_to_date else 1
+    print("README.md's results table " + ("was already up to date" if up_to_date else "regenerated"))
     return 0
 
 

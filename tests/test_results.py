@@ -37,11 +37,13 @@ def test_bad_records_are_refused(tmp_path, random_model):
 def test_table_skips_quick_records_and_renders_between_markers():
     records = [{"stage": "01_baseline", "name": "a", "method": "m", "test_accuracy": 93.5, "sparsity": 0.5,
                 "params_nonzero": 1000, "weight_bits": 32, "activation_bits": None, "size_bytes": 2_500_000,
-                "latency_ms": {"batch_1": 0.3, "batch_256": 40.0}, "latency_threads": 2, "quick": False},
+                "latency_ms": {"batch_1": 0.3, "batch_256": 40.0}, "latency_threads": 2, "quick": False,
+                "weights_file": "weights/01_a.pt"},
+               {"stage": "02_x", "name": "unsaved", "quick": False, "weights_file": None},
                {"stage": "01_baseline", "name": "q", "quick": True}]
     table = results_table(records)
     assert "| 01 | a | m | 93.50 | 50.0% | 1,000 | 32/float | 2.50 MB | 0.30 | 40.00 |" in table
-    assert "| q |" not in table
+    assert "| q |" not in table and "unsaved" not in table
     text = f"intro\n{README_START}\nold\n{README_END}\nend"
     assert render_readme(text, table) == f"intro\n{README_START}\n{table}\n{README_END}\nend"
 

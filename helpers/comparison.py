@@ -1,0 +1,83 @@
+"""Comparing every method from the recorded results only: Pareto frontiers and budget queries."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from .paths import REPO_ROOT
+from .results import read_results
+
+STAGE_NAMES = {"01": "baseline", "02": "L1 filter pruning", "03": "Wanda / magnitude",
+               "04": "Network Slimming", "05": "one-shot vs gradual", "06": "quantization",
+               "07": "combined"}
+
+
+def records_frame(results_dir=REPO_ROOT / "results") -> pd.DataFrame:
+    """All records of ``results/*.json`` as a table, with the notebook number, its topic, the
+    latency columns ``latency_b1_ms`` / ``latency_b256_ms`` (NaN where not measured), and
+    ``weights_removed``: the share of the baseline's non-zero parameters gone (zeroed or removed)."""
+    records = read_results(results_dir)
+    if not records:
+        raise FileNotFoundError(f"no results in {results_dir}: run the notebooks first")
+    frame = pd.DataFrame(records)
+    frame["notebook"] = frame["stage"].str[:2]
+    frame["topic"] = frame["notebook"].map(STAGE_NAMES).fillna(frame["stage"])
+    latency = frame["latency_ms"].apply(lambda v: v if isinstance(v, dict) else {})
+    frame["latency_b1_ms"] = latency.apply(lambda v: v.get("batch_1")).astype(float)
+    frame["latency_b256_ms"] = latency.apply(lambda v: v.get("batch_256")).astype(float)
+    baseline = frame.loc[frame["stage"] == "01_baseline", "params_nonzero"]
+    if not baseline.empty:  # structured pruning shrinks the model instead of zeroing weights
+        frame["weights_removed"] = 1.0 - frame["params_nonzero"] / float(baseline.iloc[0])
+    return frame
+
+
+def pareto_front(frame: pd.DataFrame, cost: str, higher_cost_is_better: bool = False) -> pd.DataFrame:
+    """Rows not dominated in (cost, test_accuracy): no other row is at least as good in both and
+    better in one. ``cost`` is minimised (maximised when ``higher_cost_is_better``, e.g. sparsity)."""
+    rows = frame.dropna(subset=[cost, "test_accuracy"])
+    sign = -1.0 if higher_cost_is_better else 1.0
+    c, a = sign * rows[cost].to_numpy(), rows["test_accuracy"].to_numpy()
+    keep = [not any((c <= c[i]) & (a >= a[i]) & ((c < c[i]) | (a > a[i]))) for i in range(len(rows))]
+    return rows[keep].sort_values(cost)
+
+
+def within_budget(frame: pd.DataFrame, min_accuracy: float) -> dict:
+    """The smallest (bytes on disk) and the fastest (batch-256 latency) model with at least
+    ``min_accuracy`` test accuracy; None where no model qualifies."""
+    ok = frame[frame["test_accuracy"] >= min_accuracy]
+    sized, timed = ok.dropna(subset=["size_bytes"]), ok.dropna(subset=["latency_b256_ms"])
+    return {"smallest": None if sized.empty else sized.loc[sized["size_bytes"].idxmin()],
+            "fastest": None if timed.empty else timed.loc[timed["latency_b256_ms"].idxmin()]}
+
+
+def frontier_plot(frame: pd.DataFrame, cost: str, label: str, higher_cost_is_better=False,
+                  log_x=False, ax=None, highlight=None):
+    """All models (colour = notebook topic) with each topic's Pareto frontier as a line."""
+    rows = frame.dropna(subset=[cost])
+    ax = ax or plt.subplots(figsize=(9, 5.5))[1]
+    sns.scatterplot(data=rows, x=cost, y="test_accuracy", hue="topic", style="topic", s=45, alpha=0.6, ax=ax)
+    palette = dict(zip(rows["topic"].unique(), sns.color_palette(n_colors=rows["topic"].nunique())))
+    for topic, group in rows.groupby("topic", sort=False):
+        front = pareto_front(group, cost, higher_cost_is_better)
+        ax.plot(front[cost], front["test_accuracy"], "-", color=palette[topic], lw=1.5)
+    if highlight is not None:
+        ax.scatter([highlight[cost]], [highlight["test_accuracy"]], s=250, facecolors="none",
+                   edgecolors="black", linewidths=2, zorder=5)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set(xlabel=label, ylabel="test accuracy (%)")
+    ax.legend(fontsize=8, loc="lower left" if not higher_cost_is_better else "lower left")
+    return ax
+
+
+def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per saved model (records with a weights file): the models a reader can load."""
+    cols = ["notebook", "name", "method", "test_accuracy", "sparsity", "params_nonzero", "weight_bits",
+            "activation_bits", "size_bytes", "latency_b1_ms", "latency_b256_ms", "weights_file"]
+    saved = frame[frame["weights_file"].notna()]
+    baseline_size = frame.loc[frame["stage"] == "01_baseline", "size_bytes"]
+    table = saved[cols].copy()
+    if not baseline_size.empty:
+        table["smaller_than_baseline"] = (float(baseline_size.iloc[0]) / table["size_bytes"]).round(1)
+    return table.reset_index(drop=True)
