@@ -109,3 +109,29 @@ def misclassified_examples(images: torch.Tensor, labels: torch.Tensor, logits: t
         ax.set_title(f"→ {CLASS_NAMES[preds[i]]}", fontsize=8)
     fig.suptitle(f"misclassified '{CLASS_NAMES[cls]}' test images (title: predicted class)")
     return fig
+
+
+def stage_bars(stages: dict, title: str = "Compression stages"):
+    """Bytes on disk per stage (bars, log scale, 'N x smaller' labels) and test accuracy (line).
+
+    ``stages``: name -> (bytes, accuracy percent), in order, the first being the reference.
+    """
+    names = list(stages)
+    sizes = np.array([stages[n][0] for n in names], dtype=float)
+    accs = [stages[n][1] for n in names]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    bars = ax.bar(range(len(names)), sizes, color=sns.color_palette("Blues_d", len(names)))
+    ax.set_yscale("log")
+    ax.set(ylabel="bytes on disk (log)", title=title)
+    ax.set_xticks(range(len(names)), names, rotation=12, ha="right", fontsize=9)
+    for bar, size in zip(bars, sizes):
+        label = "reference" if size == sizes[0] else f"{sizes[0] / size:.1f}x smaller"
+        ax.text(bar.get_x() + bar.get_width() / 2, size * 1.1, f"{size / 1e3:,.0f} kB\n{label}",
+                ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(sizes.min() / 3, sizes.max() * 6)
+    twin = ax.twinx()
+    twin.plot(range(len(names)), accs, "o-", color="C3")
+    twin.set_ylabel("test accuracy (%)", color="C3")
+    twin.set_ylim(min(accs) - 2, max(accs) + 1)
+    twin.grid(False)
+    return fig

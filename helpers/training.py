@@ -49,7 +49,9 @@ class History:
 @torch.no_grad()
 def predict(model: nn.Module, batches: Iterable, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, labels) over all batches, in eval mode."""
-    device = device or next(model.parameters()).device
+    if device is None:  # an int8 GraphModule has no parameters: it runs on the CPU
+        first = next(iter(model.parameters()), None)
+        device = first.device if first is not None else torch.device("cpu")
     model.eval()
     logits, labels = [], []
     for images, targets in batches:
@@ -100,27 +102,31 @@ def fit(model: nn.Module, train_batches, val_batches=None, epochs: int = 10, lr:
         optimizer, max_lr=lr, epochs=epochs, steps_per_epoch=len(train_batches), pct_start=0.25)
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     history = History()
-    for epoch in range(epochs):
-        stats = _train_one_epoch(model, train_batches, optimizer, scheduler, criterion, device,
-                                 after_step, f"{desc} {epoch + 1}/{epochs}")
-        history.train_loss.append(stats["loss"])
-        history.train_accuracy.append(stats["accuracy"])
-        history.seconds.append(stats["seconds"])
-        if val_batches is not None:
-            val = evaluate(model, val_batches, device)
-            history.val_loss.append(val["loss"])
-            history.val_accuracy.append(val["accuracy"])
+    # one bar for the whole run (a bar per epoch would leave a line per epoch in saved notebooks)
+    with tqdm(total=epochs * len(train_batches), desc=desc, unit="batch") as progress:
+        for epoch in range(epochs):
+            progress.set_description(f"{desc} epoch {epoch + 1}/{epochs}")
+            stats = _train_one_epoch(model, train_batches, optimizer, scheduler, criterion, device,
+                                     after_step, progress)
+            history.train_loss.append(stats["loss"])
+            history.train_accuracy.append(stats["accuracy"])
+            history.seconds.append(stats["seconds"])
+            if val_batches is not None:
+                val = evaluate(model, val_batches, device)
+                history.val_loss.append(val["loss"])
+                history.val_accuracy.append(val["accuracy"])
+                model.train()
+                progress.set_postfix(loss=f"{stats['loss']:.3f}", val_acc=f"{val['accuracy']:.2f}")
     model.eval()
     return history
 
 
-def _train_one_epoch(model, batches, optimizer, scheduler, criterion, device, after_step, desc):
+def _train_one_epoch(model, batches, optimizer, scheduler, criterion, device, after_step, progress):
     import time
 
     model.train()
     start, total_loss, correct, seen = time.perf_counter(), 0.0, 0, 0
-    progress = tqdm(batches, desc=desc, leave=False)
-    for images, labels in progress:
+    for images, labels in batches:
         images, labels = images.to(device), labels.to(device)
         logits = model(images)
         loss = criterion(logits, labels)
@@ -133,7 +139,7 @@ def _train_one_epoch(model, batches, optimizer, scheduler, criterion, device, af
         total_loss += loss.item() * len(labels)
         correct += (logits.argmax(1) == labels).sum().item()
         seen += len(labels)
-        progress.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
+        progress.update(1)
     return {"loss": total_loss / seen, "accuracy": 100.0 * correct / seen,
             "seconds": time.perf_counter() - start}
 
@@ -141,3 +147,22 @@ def _train_one_epoch(model, batches, optimizer, scheduler, criterion, device, af
 def fine_tune(model: nn.Module, train_batches, epochs: int = 2, lr: float = 1e-3, **kwargs) -> History:
     """A short, gentler ``fit`` for a pruned or quantized model (same schedule, lower rate)."""
     return fit(model, train_batches, epochs=epochs, lr=lr, desc=kwargs.pop("desc", "fine-tune"), **kwargs)
+
+
+def load_or_train_baseline(outputs, splits, quick: bool, epochs: int | None = None, device=None):
+    """(model, path): notebook 01's ``01_baseline.pt`` when present (this run's outputs first, then
+    the committed ``weights/``), else a baseline trained here (1 epoch QUICK, 12 FULL) and saved as
+    ``trained_baseline.pt`` in this run's weights folder. The model is in eval mode on the CPU."""
+    from .checkpoints import load_model, save_model
+    from .data import Batches
+    from .models import build_model
+    from .paths import find_weights
+
+    path = find_weights("01_baseline.pt", outputs)
+    if path is not None:
+        return load_model(path), path
+    model = build_model()
+    fit(model, Batches(splits.train, 128, shuffle=True, augment=True), epochs=epochs or (1 if quick else 12),
+        device=device, desc="baseline")
+    model = model.cpu().eval()
+    return model, save_model(model, outputs.weights / "trained_baseline.pt", meta={"trained_in": "fallback"})
