@@ -1,0 +1,470 @@
+"""Linear ("fake") quantization of the course CNN to 2/4/6/8 bits: the math, PTQ and QAT.
+
+A real number ``x`` is stored as an integer code ``q`` with a **scale** ``s`` and a **zero-point**
+``z``::
+
+    q = clamp(round(x / s) + z, q_min, q_max)          x_hat = s * (q - z)
+
+- **Weights**: symmetric (``z = 0``), *narrow* range ``q in [-(2^(b-1) - 1), 2^(b-1) - 1]``, i.e.
+  ``2^b - 1`` levels, one scale **per output channel** (per row of a Linear, per filter of a conv).
+  Zero is exactly representable, and the range is symmetric so ``-w`` quantizes to ``-q``.
+- **Activations**: asymmetric/unsigned, one scale and zero-point **per tensor**,
+  ``q in [0, 2^b - 1]``. After a ReLU the minimum is 0, so ``z = 0`` and every level is spent on
+  non-negative values; the (signed) normalised input image gets a non-zero ``z``.
+- **Clipping**: the range ``[lo, hi]`` need not cover the extreme values. A tighter range gives a
+  finer step ``s`` (smaller rounding error) at the price of clipping the tails. ``"max"`` covers
+  everything; ``"mse"`` picks the clipping ratio that minimises the mean squared error, which
+  matters at 2-4 bits.
+
+The quantized model is the same ``FashionCNN`` (still an ``nn.Module`` taking [0, 1] images)
+with BatchNorm folded into the convolutions and every Conv2d/Linear swapped for a
+``QuantConv2d``/``QuantLinear`` that fake-quantizes its **input** activations and its **weights**
+with ``torch.fake_quantize_per_tensor_affine`` / ``torch.fake_quantize_per_channel_affine``.
+Their gradient is the straight-through estimator (identity inside the clipping range, zero
+outside), which is what quantization-aware training (QAT) needs.
+
+Policy for the first and last layers (``edge_bits``, default 8): the first conv (whose input is the
+image) and the last Linear (whose output is the logits) keep 8-bit weights and 8-bit inputs; they
+hold 0.1% of the weights, so this costs nothing in size. ``edge_bits=None`` quantizes them like
+every other layer (the notebook measures both).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..models import FashionCNN
+
+BIT_WIDTHS = (2, 4, 6, 8)
+CLIP_METHODS = ("max", "mse")
+MSE_RATIOS = torch.linspace(0.2, 1.0, 41)  # candidate clipping ratios of the max, for "mse"
+
+
+# ----------------------------------------------------------------------------------------------
+# The math
+# ----------------------------------------------------------------------------------------------
+def check_bits(bits, what: str = "bits", allow_float: bool = False):
+    """``bits`` as an int in 2..8 (or None = float when ``allow_float``); a clear error otherwise."""
+    if bits is None and allow_float:
+        return None
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
+        allowed = "an integer from 2 to 8" + (" or None (float)" if allow_float else "")
+        raise ValueError(f"{what} must be {allowed}, got {bits!r}")
+    return bits
+
+
+def symmetric_range(bits: int) -> tuple[int, int]:
+    """Narrow signed range ``(-(2^(b-1)-1), 2^(b-1)-1)``: ``2^b - 1`` levels, zero in the middle."""
+    qmax = 2 ** (check_bits(bits) - 1) - 1
+    return -qmax, qmax
+
+
+def unsigned_range(bits: int) -> tuple[int, int]:
+    """``(0, 2^b - 1)``: the ``2^b`` levels of an unsigned activation code."""
+    return 0, 2 ** check_bits(bits) - 1
+
+
+def _check_clip(clip: str) -> str:
+    if clip not in CLIP_METHODS:
+        raise ValueError(f"clip must be one of {CLIP_METHODS}, got {clip!r}")
+    return clip
+
+
+@torch.no_grad()
+def clip_ratios(weight: Tensor, bits: int, clip: str = "mse") -> Tensor:
+    """Per output channel, the fraction of ``max |w_c|`` to clip at (1 for ``"max"``).
+
+    ``"mse"`` picks, out of ``MSE_RATIOS``, the ratio that minimises the channel's squared error.
+    """
+    qmin, qmax = symmetric_range(bits)
+    w2d = weight.detach().reshape(weight.shape[0], -1).float()
+    max_abs = w2d.abs().amax(1).clamp(min=1e-12)
+    if _check_clip(clip) == "max":
+        return torch.ones_like(max_abs)
+    ratios = MSE_RATIOS.to(w2d.device)
+    errors = []
+    chunk = max(1, 4_000_000 // w2d.numel())  # candidate ratios evaluated at once (bounded memory)
+    for rs in ratios.split(chunk):
+        scale = (rs[:, None] * max_abs[None, :] / qmax)[..., None]  # ratios x channels x 1
+        err = (w2d[None] / scale).round_().clamp_(qmin, qmax).mul_(scale).sub_(w2d[None])
+        errors.append(err.pow_(2).mean(-1))
+    return ratios[torch.cat(errors).argmin(0)]
+
+
+@torch.no_grad()
+def weight_scales(weight: Tensor, bits: int, clip: str = "mse", ratios: Tensor | None = None) -> Tensor:
+    """One symmetric scale per output channel (dim 0): ``s_c = r_c max|w_c| / (2^(b-1) - 1)``.
+
+    ``r_c``: the given ``ratios``, else ``clip_ratios(weight, bits, clip)`` (1 for ``"max"``:
+    nothing is clipped).
+    """
+    _, qmax = symmetric_range(bits)
+    max_abs = weight.detach().reshape(weight.shape[0], -1).abs().amax(1).float().clamp(min=1e-12)
+    if ratios is None:
+        ratios = clip_ratios(weight, bits, clip)
+    return ratios * max_abs / qmax
+
+
+def activation_qparams(lo: float, hi: float, bits: int) -> tuple[float, int]:
+    """Asymmetric (unsigned) ``(scale, zero_point)`` that maps ``[lo, hi]`` onto ``[0, 2^b - 1]``.
+
+    The range is widened to include 0 so that zero is exactly representable (``q = z``).
+    """
+    qmin, qmax = unsigned_range(bits)
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    scale = max((hi - lo) / (qmax - qmin), 1e-8)
+    zero_point = int(min(max(round(qmin - lo / scale), qmin), qmax))
+    return scale, zero_point
+
+
+def quantize_weight(weight: Tensor, scales: Tensor, bits: int) -> Tensor:
+    """Integer codes (int8) of a weight with per-output-channel symmetric ``scales``."""
+    # through the same kernel as the forward pass, so that codes * scales is bit-for-bit the
+    # weight the fake-quantized model computes with (x / s and x * (1/s) can round differently)
+    shape = (-1,) + (1,) * (weight.ndim - 1)
+    fq = fake_quantize_weight(weight.detach().float(), scales, bits)
+    return (fq / scales.float().reshape(shape)).round().to(torch.int8)
+
+
+def dequantize_weight(codes: Tensor, scales: Tensor) -> Tensor:
+    """``s_c * q``: float weights from integer codes and per-channel scales."""
+    shape = (-1,) + (1,) * (codes.ndim - 1)
+    return codes.float() * scales.float().reshape(shape)
+
+
+def fake_quantize_weight(weight: Tensor, scales: Tensor, bits: int) -> Tensor:
+    """Quantize-dequantize per output channel (symmetric, narrow); gradient = straight-through."""
+    qmin, qmax = symmetric_range(bits)
+    zeros = torch.zeros(len(scales), dtype=torch.int32, device=weight.device)
+    return torch.fake_quantize_per_channel_affine(weight, scales.float(), zeros, 0, qmin, qmax)
+
+
+def fake_quantize_activation(x: Tensor, scale: Tensor, zero_point: Tensor, bits: int) -> Tensor:
+    """Quantize-dequantize per tensor (unsigned, asymmetric); gradient = straight-through."""
+    qmin, qmax = unsigned_range(bits)
+    return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, qmin, qmax)
+
+
+def levels(scale: float, bits: int, zero_point: int = 0, signed: bool = True) -> Tensor:
+    """The representable values ``s * (q - z)`` (symmetric narrow when ``signed``, else unsigned)."""
+    qmin, qmax = symmetric_range(bits) if signed else unsigned_range(bits)
+    return scale * (torch.arange(qmin, qmax + 1, dtype=torch.float32) - zero_point)
+
+
+# ----------------------------------------------------------------------------------------------
+# BatchNorm folding
+# ----------------------------------------------------------------------------------------------
+@torch.no_grad()
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A conv with bias equal to ``bn(conv(x))`` in eval mode: ``w' = g w / sigma``,
+    ``b' = beta + g (b - mu) / sigma`` with ``sigma = sqrt(var + eps)``."""
+    factor = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                       conv.padding, conv.dilation, conv.groups, bias=True)
+    folded.weight.copy_(conv.weight * factor.reshape(-1, 1, 1, 1))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    folded.bias.copy_(bn.bias + (bias - bn.running_mean) * factor)
+    return folded.to(conv.weight.device)
+
+
+def fold_batchnorm(model: FashionCNN) -> FashionCNN:
+    """A copy of ``model`` (eval mode) with every BatchNorm folded into its conv (BN -> Identity)."""
+    if not isinstance(model, FashionCNN):
+        raise TypeError(f"fold_batchnorm expects a FashionCNN, got {type(model).__name__}")
+    folded = copy.deepcopy(model).eval()
+    for block in folded.features:
+        if isinstance(block.bn, nn.BatchNorm2d):
+            block.conv = fold_conv_bn(block.conv, block.bn)
+            block.bn = nn.Identity()
+    return folded
+
+
+# ----------------------------------------------------------------------------------------------
+# Observers and quantized layers
+# ----------------------------------------------------------------------------------------------
+class ActQuant(nn.Module):
+    """Per-tensor activation fake-quantizer with an observer.
+
+    ``observing = True``: pass-through, collecting the min, max and a random sample of values.
+    ``compute_qparams()`` then fixes ``scale``/``zero_point`` (buffers, saved with the model).
+    ``bits=None``: a float activation (identity).
+    """
+
+    def __init__(self, bits: int | None, clip: str = "mse", non_negative: bool = True,
+                 max_samples: int = 100_000):
+        super().__init__()
+        self.bits = check_bits(bits, "activation bits", allow_float=True)
+        self.clip, self.non_negative, self.max_samples = _check_clip(clip), non_negative, max_samples
+        self.register_buffer("scale", torch.tensor(1.0))
+        self.register_buffer("zero_point", torch.tensor(0, dtype=torch.int32))
+        self.observing, self.calibrated = False, False
+        self._samples: list[Tensor] = []
+        self._rng: torch.Generator | None = None
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, clip={self.clip!r}, scale={self.scale.item():.4g}, zero_point={self.zero_point.item()}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.bits is None:
+            return x
+        if self.observing:
+            flat = x.detach().flatten().float()
+            if self._rng is None:  # a fixed seed: calibration does not depend on the global RNG
+                self._rng = torch.Generator().manual_seed(len(self._samples))
+            keep = torch.randint(flat.numel(), (min(flat.numel(), self.max_samples // 8),), generator=self._rng)
+            self._samples.append(flat[keep.to(flat.device)].cpu())
+            self._samples.append(torch.stack([flat.min(), flat.max()]).cpu())
+            return x
+        if not self.calibrated:
+            raise RuntimeError("activation quantizer used before calibration: call calibrate(model, images)")
+        return fake_quantize_activation(x, self.scale, self.zero_point, self.bits)
+
+    @torch.no_grad()
+    def compute_qparams(self) -> None:
+        """Set ``scale``/``zero_point`` from what was observed (``clip``: "max" or "mse")."""
+        if self.bits is None:
+            return
+        if not self._samples:
+            raise ValueError("nothing observed: run calibration images through the model first")
+        values = torch.cat(self._samples)
+        lo = 0.0 if self.non_negative else values.min().item()
+        hi = values.max().item()
+        if values.numel() > self.max_samples:
+            keep = torch.randperm(values.numel(), generator=torch.Generator().manual_seed(0))
+            values = values[keep[: self.max_samples]]
+        ratios = MSE_RATIOS.tolist() if self.clip == "mse" else [1.0]
+        qparams = [activation_qparams(lo * r, hi * r, self.bits) for r in ratios]
+        scale = torch.tensor([p[0] for p in qparams])[:, None]
+        zero_point = torch.tensor([p[1] for p in qparams], dtype=torch.float32)[:, None]
+        qmin, qmax = unsigned_range(self.bits)
+        approx = ((values[None] / scale).round_().add_(zero_point).clamp_(qmin, qmax).sub_(zero_point)).mul_(scale)
+        best = qparams[int(approx.sub_(values[None]).pow_(2).mean(1).argmin())]
+        self.scale.fill_(best[0])
+        self.zero_point.fill_(best[1])
+        self._samples, self._rng, self.observing, self.calibrated = [], None, False, True
+
+
+class _QuantMixin:
+    """Shared by QuantConv2d/QuantLinear: fake-quantized input and per-channel fake-quantized weight.
+
+    The clipping ratios (buffer ``weight_clip_ratio``) are chosen at construction and calibration;
+    the weight scales (buffer ``weight_scale``) follow the weights at every training step (QAT) and
+    stay fixed in eval mode, so eval outputs are deterministic.
+    """
+
+    def _setup(self, weight_bits, act_bits, weight_clip, act_clip, non_negative_input):
+        self.weight_bits = check_bits(weight_bits, "weight bits", allow_float=True)
+        self.weight_clip = _check_clip(weight_clip)
+        self.input_quant = ActQuant(act_bits, act_clip, non_negative=non_negative_input)
+        self.register_buffer("weight_scale", torch.ones(self.weight.shape[0]))
+        self.register_buffer("weight_clip_ratio", torch.ones(self.weight.shape[0]))
+        self.update_weight_scale(search=True)
+
+    @torch.no_grad()
+    def update_weight_scale(self, search: bool = False) -> None:
+        """Scales from the current weights; ``search``: also re-choose the clipping ratios (MSE)."""
+        if self.weight_bits is None:
+            return
+        if search:
+            self.weight_clip_ratio.copy_(clip_ratios(self.weight, self.weight_bits, self.weight_clip))
+        self.weight_scale.copy_(weight_scales(self.weight, self.weight_bits, ratios=self.weight_clip_ratio))
+
+    def quantized_weight(self) -> Tensor:
+        if self.weight_bits is None:
+            return self.weight
+        if self.training:  # QAT: the scale follows the weights (same clipping ratio, cheap)
+            self.update_weight_scale()
+        return fake_quantize_weight(self.weight, self.weight_scale, self.weight_bits)
+
+    def weight_codes(self) -> Tensor:
+        """The integer codes of the weight (what a packed file stores)."""
+        if self.weight_bits is None:
+            raise ValueError("this layer keeps float weights: no integer codes")
+        return quantize_weight(self.weight, self.weight_scale, self.weight_bits)
+
+
+class QuantConv2d(_QuantMixin, nn.Conv2d):
+    """A Conv2d whose input and weights are fake-quantized (see module docstring)."""
+
+    def __init__(self, conv: nn.Conv2d, weight_bits, act_bits, weight_clip="mse", act_clip="mse",
+                 non_negative_input=True):
+        nn.Conv2d.__init__(self, conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                           conv.padding, conv.dilation, conv.groups, bias=conv.bias is not None)
+        self.load_state_dict(conv.state_dict())
+        self._setup(weight_bits, act_bits, weight_clip, act_clip, non_negative_input)
+
+    def forward(self, x):
+        return self._conv_forward(self.input_quant(x), self.quantized_weight(), self.bias)
+
+
+class QuantLinear(_QuantMixin, nn.Linear):
+    """A Linear whose input and weights are fake-quantized (see module docstring)."""
+
+    def __init__(self, linear: nn.Linear, weight_bits, act_bits, weight_clip="mse", act_clip="mse",
+                 non_negative_input=True):
+        nn.Linear.__init__(self, linear.in_features, linear.out_features, bias=linear.bias is not None)
+        self.load_state_dict(linear.state_dict())
+        self._setup(weight_bits, act_bits, weight_clip, act_clip, non_negative_input)
+
+    def forward(self, x):
+        return F.linear(self.input_quant(x), self.quantized_weight(), self.bias)
+
+
+QUANT_LAYERS = (QuantConv2d, QuantLinear)
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """What a quantized model is: bits of weights/activations, edge-layer policy, clipping rules."""
+
+    weight_bits: int | None
+    act_bits: int | None
+    edge_bits: int | None = 8
+    weight_clip: str = "mse"
+    act_clip: str = "mse"
+
+    def __post_init__(self):
+        check_bits(self.weight_bits, "weight_bits", allow_float=True)
+        check_bits(self.act_bits, "act_bits", allow_float=True)
+        check_bits(self.edge_bits, "edge_bits", allow_float=True)
+        _check_clip(self.weight_clip), _check_clip(self.act_clip)
+        if self.weight_bits is None and self.act_bits is None:
+            raise ValueError("quantize weights, activations or both: weight_bits and act_bits are both None")
+
+    def layer_bits(self, index: int, count: int) -> tuple[int | None, int | None]:
+        """(weight bits, input-activation bits) of layer ``index`` of ``count`` (first/last policy)."""
+        if self.edge_bits is not None and index in (0, count - 1):
+            return (None if self.weight_bits is None else self.edge_bits,
+                    None if self.act_bits is None else self.edge_bits)
+        return self.weight_bits, self.act_bits
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    @property
+    def label(self) -> str:
+        return f"W{self.weight_bits or 'f'}A{self.act_bits or 'f'}"
+
+
+def quantize_model(model: FashionCNN, weight_bits: int | None, act_bits: int | None,
+                   edge_bits: int | None = 8, weight_clip: str = "mse", act_clip: str = "mse") -> FashionCNN:
+    """A fake-quantized copy of ``model`` (BN folded, layers swapped); calibrate it before use.
+
+    ``weight_bits``/``act_bits`` in 2..8 or None (float); ``edge_bits``: bits of the first conv and
+    the last Linear (None: same as the others).
+    """
+    spec = QuantSpec(weight_bits, act_bits, edge_bits, weight_clip, act_clip)
+    if quant_layers(model):
+        raise ValueError("the model is already quantized: start from the float model")
+    qmodel = fold_batchnorm(model)
+    layers = qmodel.conv_layers() + qmodel.linear_layers()
+    for i, (block, name) in enumerate(_layer_slots(qmodel)):
+        w_bits, a_bits = spec.layer_bits(i, len(layers))
+        cls = QuantConv2d if isinstance(getattr(block, name), nn.Conv2d) else QuantLinear
+        # the first layer sees the normalised image (signed); every other input follows a ReLU
+        setattr(block, name, cls(getattr(block, name), w_bits, a_bits, weight_clip, act_clip,
+                                 non_negative_input=i > 0))
+    qmodel.quant_spec = spec
+    return qmodel.eval()
+
+
+def _layer_slots(model: FashionCNN) -> list[tuple[nn.Module, str]]:
+    """(parent module, attribute name) of every conv then every Linear, in forward order."""
+    slots = [(block, "conv") for block in model.features]
+    slots += [(model.classifier, name) for name, m in model.classifier.named_children()
+              if isinstance(m, nn.Linear)]
+    return slots
+
+
+def quant_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Name -> every QuantConv2d/QuantLinear of a quantized model."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, QUANT_LAYERS)}
+
+
+def _as_batches(data) -> Iterable[Tensor]:
+    """Image batches from a tensor (N x 1 x 28 x 28), or an iterable of tensors / (images, labels)."""
+    if isinstance(data, Tensor):
+        return [data[i:i + 512] for i in range(0, len(data), 512)] if len(data) else []
+    return ((item[0] if isinstance(item, (tuple, list)) else item) for item in data)
+
+
+@torch.no_grad()
+def calibrate(qmodel: nn.Module, data) -> nn.Module:
+    """Observe activations on ``data`` (training images: a tensor or batches), fix the qparams.
+
+    Also fixes the per-channel weight scales from the current weights. Raises ValueError when
+    ``data`` holds no image.
+    """
+    layers = quant_layers(qmodel)
+    if not layers:
+        raise ValueError("no quantized layers: build the model with quantize_model first")
+    was_training = qmodel.training
+    qmodel.eval()
+    for layer in layers.values():
+        layer.update_weight_scale(search=True)
+        layer.input_quant.observing, layer.input_quant._samples, layer.input_quant._rng = True, [], None
+    seen = 0
+    try:
+        for images in _as_batches(data):
+            if len(images):
+                qmodel(images.to(next(qmodel.parameters()).device))
+                seen += len(images)
+        if seen == 0:
+            raise ValueError("calibration needs at least one image: the calibration data is empty")
+        for layer in layers.values():
+            layer.input_quant.compute_qparams()
+    finally:
+        for layer in layers.values():
+            layer.input_quant.observing, layer.input_quant._rng = False, None
+    qmodel.train(was_training)
+    return qmodel
+
+
+def ptq(model: FashionCNN, calibration_data, weight_bits, act_bits, **kwargs) -> FashionCNN:
+    """Post-training quantization: ``quantize_model`` then ``calibrate`` (no training)."""
+    return calibrate(quantize_model(model, weight_bits, act_bits, **kwargs), calibration_data)
+
+
+def qat(qmodel: FashionCNN, train_batches, epochs: int = 1, lr: float = 5e-4, **fit_kwargs):
+    """Quantization-aware training of a calibrated model: ``fine_tune`` through the fake quantizers.
+
+    The straight-through estimator lets gradients reach the float weights; activation ranges stay
+    at their calibrated values, weight scales follow the weights. Returns the ``History``.
+    """
+    from ..training import fine_tune
+
+    if not quant_layers(qmodel):
+        raise ValueError("qat needs a model from quantize_model (and calibrate)")
+    if any(m.input_quant.bits is not None and not m.input_quant.calibrated
+           for m in quant_layers(qmodel).values()):
+        raise ValueError("calibrate the model before QAT (activation ranges are not set)")
+    history = fine_tune(qmodel, train_batches, epochs=epochs, lr=lr, desc=fit_kwargs.pop("desc", "QAT"),
+                        **fit_kwargs)
+    for layer in quant_layers(qmodel).values():
+        layer.update_weight_scale(search=True)
+    return history
+
+
+def quantization_error(weight: Tensor, bits: int, clip: str = "mse") -> float:
+    """Root-mean-square error of quantizing ``weight`` per channel at ``bits``."""
+    scales = weight_scales(weight, bits, clip)
+    return (fake_quantize_weight(weight.detach(), scales, bits) - weight.detach()).pow(2).mean().sqrt().item()
+
+
+@torch.no_grad()
+def bake_weights(qmodel: nn.Module) -> nn.Module:
+    """A copy (eval mode) whose float weights are replaced by their quantized values ``s_c * q``
+    (what a packed file stores): identical outputs, and weights whose code is 0 are exactly 0, so
+    sparsity and non-zero counts describe the quantized model."""
+    if not quant_layers(qmodel):
+        raise ValueError("bake_weights expects a model from quantize_model")
+    baked = copy.deepcopy(qmodel).eval()
+    for layer in quant_layers(baked).values():
+        if layer.weight_bits is not None:
+            layer.weight.copy_(dequantize_weight(layer.weight_codes(), layer.weight_scale))
+    return baked
