@@ -1,0 +1,47 @@
+"""Combined compression (notebook 07): take a pruned model from an earlier stage, quantize it
+with its masks kept, and find the earlier stages' chosen models from their records."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .checkpoints import load_model
+from .models import prunable_layers
+from .paths import REPO_ROOT, OutputDirs
+from .pruning.unstructured import MaskKeeper
+from .quantization.fake import calibrate, qat, quant_layers, quantize_model
+from .results import read_results
+
+
+def saved_model_of(stage_prefix: str, outputs: OutputDirs, prefer: str = "sparsity"):
+    """(record, model) of the saved model of notebook ``stage_prefix`` (e.g. "05") with the highest
+    ``prefer`` value (e.g. sparsity), from this run's results or the committed ones; None if none."""
+    for root in dict.fromkeys([outputs.root, REPO_ROOT]):
+        records = [r for r in read_results(root / "results")
+                   if r["stage"].startswith(stage_prefix) and str(r.get("weights_file", "")).endswith(".pt")
+                   and (root / r["weights_file"]).is_file()]
+        if records:
+            best = max(records, key=lambda r: r[prefer])
+            return best, load_model(root / best["weights_file"])
+    return None
+
+
+def masks_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The pruning masks a model carries in its zeros (True = kept), per prunable layer."""
+    return {name: layer.weight.detach() != 0 for name, layer in prunable_layers(model).items()}
+
+
+def quantize_keeping_masks(model: nn.Module, weight_bits: int, calibration_images: torch.Tensor,
+                           train_batches=None, qat_epochs: int = 0, lr: float = 5e-4, **fit_kwargs):
+    """Weight-only quantization of a pruned model (PTQ, then QAT when ``qat_epochs`` > 0) with the
+    pruned weights kept at exactly zero: symmetric codes have zero-point 0, and the masks are
+    re-applied after every QAT step. Returns (quantized model, QAT history or None)."""
+    masks = masks_of(model)
+    qmodel = calibrate(quantize_model(model, weight_bits, None), calibration_images)
+    history = None
+    if qat_epochs > 0:
+        history = qat(qmodel, train_batches, epochs=qat_epochs, lr=lr, after_step=MaskKeeper(masks), **fit_kwargs)
+    for name, layer in quant_layers(qmodel).items():
+        if layer.weight_bits is not None and bool((layer.weight_codes()[~masks[name]] != 0).any()):
+            raise AssertionError(f"{name}: a pruned weight was revived by quantization")
+    return qmodel.eval(), history

@@ -1,0 +1,423 @@
+"""Unstructured and N:M pruning masks: magnitude and Wanda, for Conv2d and Linear layers.
+
+A *mask* is a bool tensor of a layer's weight shape (True = keep). Masks are kept in a dict
+``{layer name: mask}`` (names as in ``model.named_modules()``), applied by multiplying the weights,
+re-applied after every optimizer step while fine-tuning (``MaskKeeper``), and folded in before
+saving, so a saved model holds plain weights with zeros.
+
+Scores (higher = more important):
+
+* magnitude: ``|W_ij|``;
+* Wanda (Sun et al. 2023, locuslab/wanda ``lib/prune.py``): ``|W_ij| * ||X_j||_2``, where ``X_j`` is
+  the j-th input feature of the layer over calibration images. For a Linear layer ``j`` is an input
+  feature; for a Conv2d the weight is viewed as ``(C_out, C_in*k*k)`` and ``j`` runs over the rows
+  of the unfolded input (im2col, ``torch.nn.functional.unfold``), so every weight of a filter has its
+  own input norm. As in the official code the statistic is ``sqrt(mean over images ||x_j||^2)``
+  (for a conv, ``||x_j||^2`` sums over the patch positions of one image).
+
+Comparison groups: ``"row"`` removes exactly ``floor(s * fan_in)`` weights from every output row
+(Wanda's rule), ``"layer"`` removes ``floor(s * numel)`` weights of each layer, ``"global"`` removes
+``floor(s * total)`` weights over all chosen layers ranked together. N:M keeps at most N weights in
+every group of M consecutive inputs (for a conv: M consecutive input channels at one kernel position,
+the layout of NVIDIA's 2:4 sparse tensor cores).
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable, Iterable, Mapping
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..models import prunable_layers
+
+METHODS = ("magnitude", "wanda")
+GROUPS = ("row", "layer", "global")
+LAYER_POLICIES = ("all", "inner")
+
+Masks = dict[str, Tensor]
+
+
+# --------------------------------------------------------------------------- checks and layer choice
+def check_sparsity(sparsity: float) -> float:
+    """``sparsity`` as a float, or a ValueError unless ``0 <= sparsity < 1``."""
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be a fraction in [0, 1) (e.g. 0.9 for 90% zeros), got {sparsity!r}")
+    return float(sparsity)
+
+
+def check_nm(n: int, m: int) -> tuple[int, int]:
+    """``(n, m)`` or a ValueError unless ``1 <= n < m`` (N:M keeps n of every m weights)."""
+    if not (isinstance(n, int) and isinstance(m, int)) or n < 1 or m < 2 or n >= m:
+        raise ValueError(f"N:M sparsity keeps N of every M weights and needs 1 <= N < M, got {n}:{m}")
+    return n, m
+
+
+def select_layers(model: nn.Module, layers: str | Iterable[str] = "all") -> dict[str, nn.Module]:
+    """The layers to prune, by an explicit choice, in forward (definition) order.
+
+    ``"all"``: every Conv2d and Linear layer; ``"inner"``: all but the first conv and the last
+    (classifier output) layer, which stay dense; or an iterable of layer names.
+    """
+    available = prunable_layers(model)
+    if isinstance(layers, str):
+        if layers not in LAYER_POLICIES:
+            raise ValueError(f"layers must be one of {LAYER_POLICIES} or a list of layer names, got {layers!r}")
+        names = list(available)
+        if layers == "inner":
+            names = names[1:-1]
+        return {name: available[name] for name in names}
+    wanted = list(layers)
+    unknown = [name for name in wanted if name not in available]
+    if unknown or not wanted:
+        raise ValueError(f"unknown or no layers {unknown}; prunable layers are {list(available)}")
+    return {name: module for name, module in available.items() if name in wanted}
+
+
+def _rows(weight: Tensor) -> Tensor:
+    """The weight as a 2-D (out, fan_in) view: conv filters flattened in (C_in, k, k) order."""
+    return weight.reshape(weight.shape[0], -1)
+
+
+# --------------------------------------------------------------------------- activation statistics
+def unfold_conv_input(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """im2col of ``x`` for ``conv``: (N, C_in*k*k, L), rows in the order of ``weight.view(C_out, -1)``."""
+    if conv.groups != 1:
+        raise ValueError("Wanda norms are implemented for ordinary convolutions (groups=1) only")
+    if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+        raise ValueError("Wanda norms need numeric zero padding on the conv layer")
+    return F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride)
+
+
+def input_sq_sums(layer: nn.Module, x: Tensor) -> Tensor:
+    """Sum over the batch (and patch positions) of the squared inputs of each weight column j."""
+    x = x.detach().float()
+    if isinstance(layer, nn.Conv2d):
+        return unfold_conv_input(layer, x).pow(2).sum(dim=(0, 2))
+    if isinstance(layer, nn.Linear):
+        return x.reshape(-1, x.shape[-1]).pow(2).sum(dim=0)
+    raise TypeError(f"Wanda handles Conv2d and Linear layers, not {type(layer).__name__}")
+
+
+class _StopForward(Exception):
+    """Raised by a statistics hook once every hooked layer has seen the batch."""
+
+
+def _as_batches(calibration, batch_size: int) -> list[Tensor]:
+    if calibration is None:
+        raise ValueError("Wanda needs calibration images (a tensor N x 1 x 28 x 28 from the training split)")
+    if isinstance(calibration, Tensor):
+        batches = list(calibration.split(batch_size))
+    else:  # an iterable of tensors or (images, labels) pairs
+        batches = [b[0] if isinstance(b, (tuple, list)) else b for b in calibration]
+    if not batches or sum(len(b) for b in batches) == 0:
+        raise ValueError("Wanda needs calibration images, got an empty set")
+    return batches
+
+
+@torch.no_grad()
+def input_norms(model: nn.Module, layers: Mapping[str, nn.Module], calibration,
+                batch_size: int = 256) -> dict[str, Tensor]:
+    """``sqrt(mean over images ||x_j||^2)`` per weight column of each layer, by forward hooks.
+
+    ``calibration``: images (tensor) or an iterable of batches. The model runs in eval mode; the
+    result for a conv has length ``C_in*k*k``, for a Linear ``in_features``.
+    """
+    batches = _as_batches(calibration, batch_size)
+    sums = {name: None for name in layers}
+    count, seen = 0, set()
+
+    def hook_for(name):
+        def hook(module, inputs, output):
+            s = input_sq_sums(module, inputs[0])
+            sums[name] = s if sums[name] is None else sums[name] + s
+            seen.add(name)
+            if len(seen) == len(sums):  # every hooked layer has its input: skip the rest
+                raise _StopForward
+        return hook
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    handles = [module.register_forward_hook(hook_for(name)) for name, module in layers.items()]
+    try:
+        for images in batches:
+            seen.clear()
+            try:
+                model(images.to(device))
+            except _StopForward:
+                pass
+            count += len(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return {name: (s / count).sqrt() for name, s in sums.items()}
+
+
+# --------------------------------------------------------------------------- scores and masks
+def magnitude_scores(layer: nn.Module) -> Tensor:
+    return layer.weight.detach().abs()
+
+
+def wanda_scores(layer: nn.Module, norms: Tensor) -> Tensor:
+    """``|W_ij| * ||X_j||``, in the weight's shape (conv: norms indexed by the (C_in, k, k) column)."""
+    weight = layer.weight.detach()
+    if norms.numel() != _rows(weight).shape[1]:
+        raise ValueError(f"{norms.numel()} input norms for a layer with fan-in {_rows(weight).shape[1]}")
+    return (_rows(weight).abs() * norms.to(weight.device)[None, :]).reshape(weight.shape)
+
+
+def _lowest(scores: Tensor, k: int, dim: int) -> Tensor:
+    """Indices of the ``k`` lowest scores along ``dim`` (ties broken by position, stable)."""
+    return torch.sort(scores, dim=dim, stable=True).indices.narrow(dim, 0, k)
+
+
+def row_mask(scores: Tensor, sparsity: float) -> Tensor:
+    """Remove exactly ``floor(s * fan_in)`` lowest-scored weights from every output row."""
+    rows = _rows(scores)
+    k = int(check_sparsity(sparsity) * rows.shape[1])
+    mask = torch.ones_like(rows, dtype=torch.bool)
+    if k:
+        mask.scatter_(1, _lowest(rows, k, 1), False)
+    return mask.reshape(scores.shape)
+
+
+def layer_mask(scores: Tensor, sparsity: float) -> Tensor:
+    """Remove the ``floor(s * numel)`` lowest-scored weights of the whole layer."""
+    flat = scores.flatten()
+    k = int(check_sparsity(sparsity) * flat.numel())
+    mask = torch.ones_like(flat, dtype=torch.bool)
+    if k:
+        mask[_lowest(flat, k, 0)] = False
+    return mask.reshape(scores.shape)
+
+
+def global_masks(scores: Mapping[str, Tensor], sparsity: float, total: int | None = None) -> Masks:
+    """Remove the ``floor(s * total)`` lowest scores over all layers ranked together.
+
+    ``total`` defaults to the number of scored weights; pass the model's prunable weight count to
+    make ``s`` the sparsity of the whole model while some layers stay dense (not scored).
+    """
+    names = list(scores)
+    flat = torch.cat([scores[n].flatten().float().cpu() for n in names])
+    k = int(check_sparsity(sparsity) * (flat.numel() if total is None else total))
+    if k > flat.numel():
+        raise ValueError(f"sparsity {sparsity} of {total} weights needs {k} zeros, but only "
+                         f"{flat.numel()} weights may be pruned")
+    keep = torch.ones_like(flat, dtype=torch.bool)
+    if k:
+        keep[_lowest(flat, k, 0)] = False
+    masks, start = {}, 0
+    for name in names:
+        n = scores[name].numel()
+        masks[name] = keep[start:start + n].reshape(scores[name].shape).to(scores[name].device)
+        start += n
+    return masks
+
+
+def nm_mask(scores: Tensor, n: int, m: int) -> Tensor:
+    """Keep the ``n`` highest of every ``m`` consecutive inputs of each output row.
+
+    Linear: groups along ``in_features``. Conv2d (4-D scores): groups of ``m`` consecutive input
+    channels at the same kernel position (channels-last, as NVIDIA's ASP does for sparse tensor
+    cores). The input dimension must be divisible by ``m``.
+    """
+    n, m = check_nm(n, m)
+    grouped = scores.permute(0, 2, 3, 1) if scores.ndim == 4 else scores  # (out, kh, kw, C_in)
+    if grouped.shape[-1] % m:
+        raise ValueError(f"N:M needs the input dimension ({grouped.shape[-1]}) divisible by M={m}; "
+                         "keep such a layer dense (e.g. the first conv with one input channel)")
+    groups = grouped.reshape(-1, m)
+    mask = torch.ones_like(groups, dtype=torch.bool)
+    mask.scatter_(1, _lowest(groups, m - n, 1), False)
+    mask = mask.reshape(grouped.shape)
+    return mask.permute(0, 3, 1, 2).contiguous() if scores.ndim == 4 else mask
+
+
+def masks_from_scores(scores: Mapping[str, Tensor], sparsity: float | None = None, group: str = "row",
+                      nm: tuple[int, int] | None = None, total: int | None = None) -> Masks:
+    """Masks for every scored layer: N:M when ``nm`` is given, else ``group`` at ``sparsity``
+    (``total``: see ``global_masks``)."""
+    if nm is not None:
+        return {name: nm_mask(s, *nm) for name, s in scores.items()}
+    if group not in GROUPS:
+        raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
+    check_sparsity(sparsity)
+    if group == "global":
+        return global_masks(scores, sparsity, total)
+    make = row_mask if group == "row" else layer_mask
+    return {name: make(s, sparsity) for name, s in scores.items()}
+
+
+# --------------------------------------------------------------------------- applying and keeping masks
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: Mapping[str, Tensor]) -> nn.Module:
+    """Zero the masked weights in place (``weight *= mask``); returns the model."""
+    modules = dict(model.named_modules())
+    for name, mask in masks.items():
+        if name not in modules:
+            raise KeyError(f"the model has no layer {name!r} for this mask")
+        weight = modules[name].weight
+        if weight.shape != mask.shape:
+            raise ValueError(f"mask of {name!r} has shape {tuple(mask.shape)}, the weight {tuple(weight.shape)}")
+        weight.masked_fill_(~mask.to(weight.device), 0.0)  # +0.0 (a product would give -0.0)
+    return model
+
+
+class MaskKeeper:
+    """``after_step`` callback for ``helpers.training.fit``: re-applies fixed masks after each step.
+
+    AdamW's update (and weight decay) would otherwise move pruned weights away from zero.
+    """
+
+    def __init__(self, masks: Mapping[str, Tensor]):
+        self.masks = dict(masks)
+        self._cache: dict[int, list[tuple[Tensor, Tensor]]] = {}
+
+    def __call__(self, model: nn.Module) -> None:
+        pairs = self._cache.get(id(model))
+        if pairs is None:
+            modules = dict(model.named_modules())
+            pairs = [(modules[name].weight, ~mask.to(modules[name].weight.device))
+                     for name, mask in self.masks.items()]
+            self._cache = {id(model): pairs}
+        with torch.no_grad():
+            for weight, pruned in pairs:
+                weight.masked_fill_(pruned, 0.0)
+
+
+def fold_masks(model: nn.Module, masks: Mapping[str, Tensor] | None = None) -> nn.Module:
+    """Plain weights with zeros, ready for ``save_model``: applies ``masks`` and removes any
+    ``torch.nn.utils.prune`` re-parametrisation (``weight_orig``/``weight_mask``)."""
+    from torch.nn.utils import prune
+
+    for module in model.modules():
+        for hook in list(getattr(module, "_forward_pre_hooks", {}).values()):
+            if isinstance(hook, prune.BasePruningMethod):
+                prune.remove(module, hook._tensor_name)
+    if masks:
+        apply_masks(model, masks)
+    return model
+
+
+def mask_sparsity(masks: Mapping[str, Tensor]) -> float:
+    """Fraction of masked-out weights over all masks."""
+    total = sum(m.numel() for m in masks.values())
+    return sum(int((~m).sum()) for m in masks.values()) / max(total, 1)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, calibration, batch_size: int = 256) -> nn.Module:
+    """Re-estimate every BatchNorm's running mean/variance on the calibration images, in place.
+
+    Pruning shifts the statistics of the conv outputs that BatchNorm normalises; the stored running
+    statistics are those of the dense model. This changes no weight (no gradient, no fine-tuning):
+    it only recomputes the statistics, as a cumulative average over the calibration batches.
+    """
+    batches = _as_batches(calibration, batch_size)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    was_training, momenta = model.training, [bn.momentum for bn in norms]
+    model.eval()
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
+        bn.train()
+    device = next(model.parameters()).device
+    try:
+        for images in batches:
+            model(images.to(device))
+    finally:
+        for bn, momentum in zip(norms, momenta):
+            bn.momentum = momentum
+        model.train(was_training)
+    return model
+
+
+# --------------------------------------------------------------------------- one call: prune a copy
+def compute_scores(model: nn.Module, layers: Mapping[str, nn.Module], method: str,
+                   calibration=None, batch_size: int = 256) -> dict[str, Tensor]:
+    """Scores of every chosen layer (Wanda: with the current weights of the model's earlier layers)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "magnitude":
+        return {name: magnitude_scores(layer) for name, layer in layers.items()}
+    norms = input_norms(model, layers, calibration, batch_size)
+    return {name: wanda_scores(layer, norms[name]) for name, layer in layers.items()}
+
+
+def prune_model(model: nn.Module, method: str = "wanda", sparsity: float | None = None, *,
+                group: str = "row", layers: str | Iterable[str] = "all", nm: tuple[int, int] | None = None,
+                calibration=None, sequential: bool = True, recalibrate_bn: bool = False,
+                batch_size: int = 256) -> tuple[nn.Module, Masks]:
+    """A pruned deep copy of ``model`` and its masks (the original is left untouched).
+
+    ``sequential`` (Wanda with row/layer groups): prune layer by layer in forward order, each
+    layer's input norms measured through the already-pruned earlier layers, as the official code
+    does block by block. Otherwise all norms come from one pass through the dense model.
+    ``recalibrate_bn``: afterwards re-estimate the BatchNorm statistics on the calibration images
+    (no weight changes).
+    """
+    if nm is not None:
+        check_nm(*nm)
+    elif group not in GROUPS:
+        raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
+    else:
+        check_sparsity(sparsity)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "wanda" or recalibrate_bn:
+        _as_batches(calibration, batch_size)  # fail early without calibration data
+    pruned = copy.deepcopy(model).eval()
+    chosen = select_layers(pruned, layers)
+    if method == "wanda" and sequential and (group != "global" or nm is not None):
+        masks: Masks = {}
+        for name, layer in chosen.items():
+            scores = compute_scores(pruned, {name: layer}, method, calibration, batch_size)
+            masks.update(masks_from_scores(scores, sparsity, group, nm))
+            apply_masks(pruned, {name: masks[name]})
+    else:
+        scores = compute_scores(pruned, chosen, method, calibration, batch_size)
+        masks = masks_from_scores(scores, sparsity, group, nm)
+        apply_masks(pruned, masks)
+    if recalibrate_bn:
+        recalibrate_batchnorm(pruned, calibration, batch_size)
+    return pruned, masks
+
+
+def masked_fine_tune(model: nn.Module, masks: Mapping[str, Tensor], train_batches, epochs: int,
+                     lr: float = 1e-3, fit_fn: Callable | None = None, **kwargs):
+    """Fine-tune with the masks fixed (re-applied after every optimizer step); returns the History."""
+    from ..training import fine_tune
+
+    keeper = MaskKeeper(masks)
+    keeper(model)
+    return (fit_fn or fine_tune)(model, train_batches, epochs=epochs, lr=lr, after_step=keeper, **kwargs)
+
+
+def sweep(model: nn.Module, sparsities: Iterable[float], variants: Mapping[str, dict],
+          score: Callable[[nn.Module], float], calibration=None,
+          keep_masks_of: str | None = None,
+          on_point: Callable[[nn.Module, dict], None] | None = None) -> list[dict]:
+    """Prune a copy of ``model`` for every variant and sparsity (no fine-tuning) and score it.
+
+    ``variants``: label -> keyword arguments of ``prune_model`` (method, group, layers, ...).
+    Returns one row per point: variant, its arguments, target and measured sparsity, ``score``,
+    and (with ``keep_masks_of``) that layer's mask, e.g. for mask images. ``on_point(pruned, row)``
+    is called for every point (e.g. to write a results record).
+    """
+    from ..measure import sparsity as model_sparsity
+
+    rows = []
+    for label, kwargs in variants.items():
+        for s in sparsities:
+            pruned, masks = prune_model(model, sparsity=s, calibration=calibration, **kwargs)
+            row = {"variant": label, **{k: str(v) for k, v in kwargs.items()}, "target": s,
+                   "sparsity": model_sparsity(pruned), "accuracy": score(pruned)}
+            if keep_masks_of is not None:
+                row["mask"] = masks.get(keep_masks_of)
+            if on_point is not None:
+                on_point(pruned, row)
+            rows.append(row)
+    return rows

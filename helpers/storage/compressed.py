@@ -1,0 +1,178 @@
+"""Deep-Compression-style files (``.ccz``): pruned, quantized, position-coded, entropy-coded.
+
+Input: a pruned model quantized with ``quantization.fake.quantize_model`` (weights per output
+channel, symmetric, zero-point 0, so a pruned weight is exactly code 0). Each quantized weight is
+stored as
+
+* **positions** of its non-zero codes: the gap to the previous one as a uint8, a gap over 255 bridged
+  by filler entries (code 0), as in Han et al.'s Deep Compression (``storage.sparse``);
+* **values**: the non-zero codes (and fillers), shifted to be non-negative and bit-packed at the
+  layer's bit width (``storage.packed.pack_bits``);
+
+every other tensor (per-channel scales, folded biases, activation qparams, buffers) raw. The whole
+payload is then **entropy coded with LZMA** (Python's ``lzma``, a standard coder: LZ77 + range
+coding), which squeezes the skewed gap and code distributions. Layout::
+
+    magic b"CCDCOMP1" | uint32 header length | JSON header | uint64 payload length | LZMA payload | crc32
+
+``load_compressed_model(path)`` restores the model from the file alone; a truncated or corrupt file
+raises ``CompressedFileError``. ``stage_bytes`` reports each stage's size (dense, sparse, packed,
+entropy-coded) so the notebook can show where the savings come from.
+"""
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checkpoints import load_state_into
+from ..io_utils import atomic_path
+from ..models import build_model
+from ..quantization.fake import QUANT_LAYERS, dequantize_weight, quant_layers, quantize_model, symmetric_range
+from .packed import pack_bits, unpack_bits
+from .sparse import _relative_gaps
+
+MAGIC = b"CCDCOMP1"
+FORMAT = "compression-course/deep-compressed-v1"
+SUFFIX = ".ccz"
+_HLEN, _PLEN, _CRC = struct.Struct("<I"), struct.Struct("<Q"), struct.Struct("<I")
+
+
+class CompressedFileError(ValueError):
+    """A compressed file is missing, truncated, corrupt, or of another format."""
+
+
+def _sparse_codes(codes: np.ndarray, bits: int) -> tuple[bytes, bytes, int]:
+    """(gap bytes, packed code bytes, entries incl. fillers) of one layer's integer codes."""
+    flat = codes.reshape(-1).astype(np.int16)
+    positions = np.flatnonzero(flat)
+    gaps, source = _relative_gaps(positions)
+    values = np.zeros(len(gaps), dtype=np.int16)  # fillers hold code 0
+    values[source >= 0] = flat[positions]
+    qmin, _ = symmetric_range(bits)
+    return gaps.tobytes(), pack_bits(values - qmin, bits), len(gaps)
+
+
+def _codes_from_sparse(gaps: bytes, packed: bytes, entries: int, bits: int, shape) -> np.ndarray:
+    qmin, _ = symmetric_range(bits)
+    values = unpack_bits(packed, bits, entries).astype(np.int16) + qmin
+    numel = int(np.prod(shape))
+    positions = np.cumsum(np.frombuffer(gaps, dtype=np.uint8).astype(np.int64)) - 1
+    if entries and (positions[-1] >= numel or positions.min() < 0):
+        raise CompressedFileError("relative indices run past the layer's size")
+    flat = np.zeros(numel, dtype=np.int16)
+    flat[positions] = values
+    return flat.reshape(shape)
+
+
+def encode(qmodel: nn.Module, meta: dict | None = None) -> tuple[bytes, dict]:
+    """(file bytes, stage sizes in bytes) of a pruned, quantized model."""
+    layers = quant_layers(qmodel)
+    if not layers or not hasattr(qmodel, "quant_spec"):
+        raise ValueError("compress a model from quantize_model (pruned first, then quantized)")
+    coded = {f"{name}.weight": layer for name, layer in layers.items() if layer.weight_bits is not None}
+    table, chunks, offset = [], [], 0
+    stages = {"dense_float32": 0, "sparse_float32": 0, "sparse_packed": 0}
+    for key, tensor in qmodel.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        if key in coded:
+            bits = coded[key].weight_bits
+            gaps, packed, entries = _sparse_codes(coded[key].weight_codes().cpu().numpy(), bits)
+            parts = [gaps, packed]
+            entry = {"kind": "sparse_codes", "bits": bits, "entries": entries, "gap_bytes": len(gaps)}
+            stages["sparse_float32"] += len(gaps) + 4 * entries
+        else:
+            parts = [tensor.numpy().tobytes()]
+            entry = {"kind": "raw", "dtype": str(tensor.dtype).removeprefix("torch.")}
+            stages["sparse_float32"] += len(parts[0])
+        data = b"".join(parts)
+        stages["dense_float32"] += 4 * tensor.numel() if key in coded else len(data)
+        stages["sparse_packed"] += len(data)
+        table.append({"name": key, "shape": list(tensor.shape), "offset": offset, "nbytes": len(data), **entry})
+        chunks.append(data)
+        offset += len(data)
+    header = json.dumps({"format": FORMAT, "config": qmodel.config.to_dict(), "spec": qmodel.quant_spec.to_dict(),
+                         "tensors": table, "meta": dict(meta or {})}, separators=(",", ":")).encode()
+    payload = lzma.compress(b"".join(chunks), preset=9 | lzma.PRESET_EXTREME)
+    body = MAGIC + _HLEN.pack(len(header)) + header + _PLEN.pack(len(payload)) + payload
+    data = body + _CRC.pack(zlib.crc32(body))
+    stages["entropy_coded"] = len(data)
+    return data, stages
+
+
+def save_compressed_model(qmodel: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> dict:
+    """Write ``qmodel`` as a ``.ccz`` file atomically; returns the stage sizes (bytes)."""
+    path = Path(path)
+    if path.suffix != SUFFIX:
+        raise ValueError(f"compressed files take the suffix {SUFFIX!r}, got {path.name!r}")
+    data, stages = encode(qmodel, meta)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return stages
+
+
+def decode(data: bytes, source: str = "compressed file") -> tuple[dict, bytes]:
+    """(header, decompressed payload), with every length and the checksum checked."""
+    if len(data) < len(MAGIC) + _HLEN.size or data[:len(MAGIC)] != MAGIC:
+        raise CompressedFileError(f"{source} is not a {FORMAT} file (bad magic bytes)")
+    (hlen,) = _HLEN.unpack_from(data, len(MAGIC))
+    pos = len(MAGIC) + _HLEN.size + hlen
+    if len(data) < pos + _PLEN.size + _CRC.size:
+        raise CompressedFileError(f"{source} is truncated")
+    (plen,) = _PLEN.unpack_from(data, pos)
+    end = pos + _PLEN.size + plen
+    if len(data) != end + _CRC.size:
+        raise CompressedFileError(f"{source} is truncated or has trailing bytes ({len(data)} bytes, "
+                                  f"the header announces {end + _CRC.size})")
+    if zlib.crc32(data[:end]) != _CRC.unpack_from(data, end)[0]:
+        raise CompressedFileError(f"{source} is corrupt (checksum mismatch)")
+    try:
+        header = json.loads(data[len(MAGIC) + _HLEN.size:pos].decode())
+        payload = lzma.decompress(data[pos + _PLEN.size:end])
+    except (UnicodeDecodeError, json.JSONDecodeError, lzma.LZMAError) as err:
+        raise CompressedFileError(f"{source} is corrupt: {err}") from err
+    if header.get("format") != FORMAT:
+        raise CompressedFileError(f"{source} is not a {FORMAT} file")
+    return header, payload
+
+
+def _tensor(entry: dict, payload: bytes) -> torch.Tensor:
+    chunk = payload[entry["offset"]:entry["offset"] + entry["nbytes"]]
+    if len(chunk) != entry["nbytes"]:
+        raise CompressedFileError(f"tensor {entry['name']} runs past the payload")
+    if entry["kind"] == "sparse_codes":
+        gaps, packed = chunk[:entry["gap_bytes"]], chunk[entry["gap_bytes"]:]
+        codes = _codes_from_sparse(gaps, packed, entry["entries"], entry["bits"], entry["shape"])
+        return torch.from_numpy(codes.astype(np.int8))
+    return torch.from_numpy(np.frombuffer(chunk, dtype=entry["dtype"]).copy()).reshape(entry["shape"])
+
+
+def load_compressed_model(path: str | os.PathLike) -> nn.Module:
+    """The model stored in a ``.ccz`` file, in eval mode, from that file alone."""
+    path = Path(path)
+    if not path.is_file():
+        raise CompressedFileError(f"no compressed model at {path}")
+    header, payload = decode(path.read_bytes(), source=str(path))
+    spec = header["spec"]
+    qmodel = quantize_model(build_model(header["config"]), spec["weight_bits"], spec["act_bits"],
+                            edge_bits=spec["edge_bits"], weight_clip=spec["weight_clip"], act_clip=spec["act_clip"])
+    try:
+        tensors = {e["name"]: _tensor(e, payload) for e in header["tensors"]}
+    except ValueError as err:  # unpack_bits on a wrong length, a bad dtype ...
+        raise CompressedFileError(f"{path} is corrupt: {err}") from err
+    for entry in header["tensors"]:
+        if entry["kind"] == "sparse_codes":
+            name = entry["name"]
+            tensors[name] = dequantize_weight(tensors[name], tensors[name[:-len("weight")] + "weight_scale"])
+    load_state_into(qmodel, tensors, source=str(path))
+    for layer in qmodel.modules():
+        if isinstance(layer, QUANT_LAYERS):
+            layer.input_quant.calibrated = layer.input_quant.bits is not None
+    return qmodel.eval()

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from helpers.models import build_model, prunable_layers
+from helpers.quantization.fake import quant_layers, quantize_model, calibrate
+from helpers.storage.compressed import (CompressedFileError, load_compressed_model,
+                                        save_compressed_model)
+
+
+@pytest.fixture(scope="module")
+def pruned_quantized():
+    torch.manual_seed(0)
+    model = build_model().eval()
+    with torch.no_grad():
+        for layer in prunable_layers(model).values():  # 90% of each layer's weights zeroed
+            w = layer.weight
+            w.mul_(w.abs() > w.abs().flatten().kthvalue(int(0.9 * w.numel())).values)
+    qmodel = quantize_model(model, weight_bits=4, act_bits=None)
+    return calibrate(qmodel, torch.rand(64, 1, 28, 28))
+
+
+def test_compress_write_read_gives_identical_outputs(tmp_path, pruned_quantized):
+    path = tmp_path / "m.ccz"
+    stages = save_compressed_model(pruned_quantized, path)
+    reloaded = load_compressed_model(path)
+    x = torch.rand(32, 1, 28, 28)
+    assert torch.equal(reloaded(x), pruned_quantized(x))
+    assert stages["entropy_coded"] == path.stat().st_size
+    assert stages["entropy_coded"] < stages["sparse_packed"] < stages["sparse_float32"] < stages["dense_float32"]
+
+
+def test_pruned_weights_stay_exactly_zero(tmp_path, pruned_quantized):
+    path = tmp_path / "m.ccz"
+    save_compressed_model(pruned_quantized, path)
+    for name, layer in quant_layers(load_compressed_model(path)).items():
+        original = quant_layers(pruned_quantized)[name]
+        assert torch.equal(layer.weight == 0, original.weight_codes() == 0)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
+def test_corrupt_or_truncated_files_are_clear_errors(tmp_path, pruned_quantized, damage):
+    path = tmp_path / "m.ccz"
+    save_compressed_model(pruned_quantized, path)
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) - 100]
+    elif damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        data = bytearray(b"hello world, not a model")
+    path.write_bytes(bytes(data))
+    with pytest.raises(CompressedFileError):
+        load_compressed_model(path)
+
+
+def test_only_quantized_models_and_the_ccz_suffix(tmp_path, pruned_quantized):
+    with pytest.raises(ValueError, match="quantize_model"):
+        save_compressed_model(build_model(), tmp_path / "m.ccz")
+    with pytest.raises(ValueError, match="suffix"):
+        save_compressed_model(pruned_quantized, tmp_path / "m.pt")

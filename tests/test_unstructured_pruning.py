@@ -1,0 +1,238 @@
+"""Magnitude and Wanda masks: exact counts per comparison group, N:M groups, hand-computed
+examples, im2col input norms against brute force, masks fixed through fine-tuning, bad input."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from helpers import save_model
+from helpers.data import Batches
+from helpers.models import prunable_layers
+from helpers.pruning.unstructured import (MaskKeeper, fold_masks, input_norms, masked_fine_tune,
+                                          nm_mask, prune_model, row_mask, select_layers,
+                                          wanda_scores)
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    torch.manual_seed(1)
+    return torch.rand(64, 1, 28, 28)
+
+
+def _hand_layer():
+    """2 x 4 Linear with known weights; one calibration image gives input norms [1, 3, 2, 0.5]."""
+    model = nn.Sequential(nn.Linear(4, 2, bias=False))
+    model[0].weight.data = torch.tensor([[4.0, 1.0, -3.0, 2.0], [-1.0, 2.0, 6.0, -9.0]])
+    return model, torch.tensor([[1.0, 3.0, 2.0, 0.5]])
+
+
+def test_hand_computed_2x4_example():
+    model, x = _hand_layer()
+    # Wanda scores |W| * ||X||: row 0 = [4, 3, 6, 1], row 1 = [1, 6, 12, 4.5]
+    assert torch.allclose(wanda_scores(model[0], input_norms(model, {"0": model[0]}, x)["0"]),
+                          torch.tensor([[4.0, 3.0, 6.0, 1.0], [1.0, 6.0, 12.0, 4.5]]))
+    _, wanda = prune_model(model, "wanda", 0.5, calibration=x)
+    assert wanda["0"].tolist() == [[True, False, True, False], [False, True, True, False]]
+    _, magnitude = prune_model(model, "magnitude", 0.5)  # |W| row 1 = [1, 2, 6, 9]
+    assert magnitude["0"].tolist() == [[True, False, True, False], [False, False, True, True]]
+    _, layer = prune_model(model, "wanda", 0.5, group="layer", calibration=x)
+    assert layer["0"].tolist() == [[False, False, True, False], [False, True, True, True]]
+    _, nm = prune_model(model, "wanda", nm=(2, 4), calibration=x)
+    assert nm["0"].tolist() == wanda["0"].tolist()
+
+
+def test_hand_example_pruned_weights_are_zero_and_original_untouched():
+    model, x = _hand_layer()
+    before = model[0].weight.clone()
+    pruned, _ = prune_model(model, "wanda", 0.5, calibration=x)
+    assert pruned[0].weight.tolist() == [[4.0, 0.0, -3.0, 0.0], [0.0, 2.0, 6.0, 0.0]]
+    assert torch.equal(model[0].weight, before)
+
+
+@pytest.mark.parametrize("sparsity", [0.1, 0.5, 0.73, 0.9, 0.95])
+@pytest.mark.parametrize("sequential", [True, False])
+def test_every_row_of_every_wanda_layer_has_exactly_floor_s_fan_in_zeros(random_model, calibration,
+                                                                          sparsity, sequential):
+    pruned, masks = prune_model(random_model, "wanda", sparsity, calibration=calibration,
+                                sequential=sequential)
+    assert set(masks) == set(prunable_layers(random_model))
+    for name, layer in prunable_layers(pruned).items():
+        rows = layer.weight.detach().reshape(layer.weight.shape[0], -1)
+        expected = math.floor(sparsity * rows.shape[1])
+        assert ((rows == 0).sum(1) == expected).all(), name
+        assert torch.equal(rows == 0, ~masks[name].reshape(rows.shape))
+
+
+def test_uniform_rule_leaves_one_weight_per_first_layer_filter(random_model, calibration):
+    pruned, _ = prune_model(random_model, "wanda", 0.95, calibration=calibration)
+    conv1 = pruned.features.block1.conv.weight.reshape(32, -1)
+    assert ((conv1 != 0).sum(1) == 1).all()  # 9 weights per filter, floor(0.95 * 9) = 8 removed
+
+
+@pytest.mark.parametrize("method", ["magnitude", "wanda"])
+def test_layer_and_global_groups_remove_exact_counts(random_model, calibration, method):
+    pruned, _ = prune_model(random_model, method, 0.8, group="layer", calibration=calibration)
+    for layer in prunable_layers(pruned).values():
+        assert int((layer.weight == 0).sum()) == math.floor(0.8 * layer.weight.numel())
+    pruned, masks = prune_model(random_model, method, 0.8, group="global", calibration=calibration)
+    total = sum(m.numel() for m in masks.values())
+    zeros = sum(int((layer.weight == 0).sum()) for layer in prunable_layers(pruned).values())
+    assert zeros == math.floor(0.8 * total)
+
+
+def test_magnitude_row_mask_keeps_the_largest_weights_of_each_row():
+    scores = torch.tensor([[0.1, 0.5, 0.3, 0.9], [2.0, 1.0, 3.0, 0.0]])
+    assert row_mask(scores, 0.5).tolist() == [[False, True, False, True], [True, False, True, False]]
+
+
+def test_inner_layer_choice_keeps_first_conv_and_classifier_dense(random_model, calibration):
+    assert list(select_layers(random_model, "inner")) == [
+        "features.block2.conv", "features.block3.conv", "classifier.fc1", "classifier.fc2"]
+    pruned, masks = prune_model(random_model, "wanda", 0.9, layers="inner", calibration=calibration)
+    assert "features.block1.conv" not in masks and "classifier.fc3" not in masks
+    assert torch.equal(pruned.features.block1.conv.weight, random_model.features.block1.conv.weight)
+    assert torch.equal(pruned.classifier.fc3.weight, random_model.classifier.fc3.weight)
+
+
+@pytest.mark.parametrize("n, m", [(2, 4), (4, 8)])
+@pytest.mark.parametrize("method", ["magnitude", "wanda"])
+def test_nm_every_group_of_m_inputs_has_at_least_m_minus_n_zeros(random_model, calibration, n, m, method):
+    pruned, masks = prune_model(random_model, method, nm=(n, m), layers="inner", calibration=calibration)
+    for name in masks:
+        weight = dict(pruned.named_modules())[name].weight.detach()
+        grouped = weight.permute(0, 2, 3, 1) if weight.ndim == 4 else weight  # conv: along C_in
+        zeros = (grouped.reshape(-1, m) == 0).sum(1)
+        assert (zeros >= m - n).all(), name
+        assert (zeros == m - n).all(), name  # random weights have no zeros of their own
+
+
+def test_nm_conv_groups_run_along_input_channels():
+    scores = torch.arange(2 * 4 * 3 * 3, dtype=torch.float).reshape(2, 4, 3, 3)
+    mask = nm_mask(scores, 2, 4)
+    # at each kernel position the two largest of the 4 input channels (channels 2 and 3) survive
+    assert mask[:, 2:].all() and not mask[:, :2].any()
+
+
+def test_conv_im2col_norms_match_brute_force():
+    torch.manual_seed(0)
+    for conv in (nn.Conv2d(2, 3, 3, padding=1, bias=False), nn.Conv2d(2, 3, 3, stride=2, bias=False)):
+        x = torch.randn(3, 2, 6, 6)
+        norms = input_norms(nn.Sequential(conv), {"0": conv}, x)["0"]
+        pad, stride = conv.padding[0], conv.stride[0]
+        xp = nn.functional.pad(x, [pad] * 4)
+        out = (xp.shape[-1] - 3) // stride + 1
+        expected = torch.zeros(2, 3, 3)
+        for c in range(2):
+            for ki in range(3):
+                for kj in range(3):
+                    for i in range(out):
+                        for j in range(out):
+                            patch_value = xp[:, c, i * stride + ki, j * stride + kj]
+                            expected[c, ki, kj] += (patch_value ** 2).sum()
+        assert torch.allclose(norms, (expected / 3).sqrt().flatten(), atol=1e-5)
+
+
+def test_linear_norms_are_root_mean_square_per_input_feature():
+    layer = nn.Linear(5, 2)
+    x = torch.randn(7, 5)
+    norms = input_norms(nn.Sequential(layer), {"0": layer}, x)["0"]
+    assert torch.allclose(norms, x.pow(2).mean(0).sqrt())
+
+
+def test_masks_stay_fixed_through_fine_tuning(random_model, quick_splits):
+    pruned, masks = prune_model(random_model, "magnitude", 0.7, layers="inner")
+    before = {n: dict(pruned.named_modules())[n].weight.detach().clone() for n in masks}
+    train = Batches(quick_splits.train.head(256), 16, shuffle=True)
+    masked_fine_tune(pruned, masks, train, epochs=1, lr=1e-3, device="cpu")
+    for name, mask in masks.items():
+        weight = dict(pruned.named_modules())[name].weight.detach()
+        assert (weight[~mask] == 0).all(), name
+        assert not torch.equal(weight[mask], before[name][mask]), f"{name} did not train"
+
+
+def test_mask_keeper_reapplies_masks():
+    model = nn.Sequential(nn.Linear(4, 2))
+    mask = torch.tensor([[True, False, True, False], [False, True, True, True]])
+    model[0].weight.data.fill_(1.0)
+    MaskKeeper({"0": mask})(model)
+    assert torch.equal(model[0].weight.data, mask.float())
+
+
+def test_fold_masks_removes_torch_prune_reparametrisation(random_model, tmp_path):
+    from torch.nn.utils import prune
+
+    prune.l1_unstructured(random_model.classifier.fc1, "weight", amount=0.5)
+    assert "classifier.fc1.weight_mask" in random_model.state_dict()
+    fold_masks(random_model)
+    state = random_model.state_dict()
+    assert not any(k.endswith(("_orig", "_mask")) for k in state)
+    assert int((state["classifier.fc1.weight"] == 0).sum()) == 1000 * 1152 // 2
+    save_model(random_model, tmp_path / "folded.pt")
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, "0.5", None, True])
+def test_sparsity_outside_unit_interval_is_rejected(random_model, bad):
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        prune_model(random_model, "magnitude", bad)
+
+
+@pytest.mark.parametrize("nm", [(4, 4), (5, 4), (0, 4), (2, 1)])
+def test_n_not_below_m_is_rejected(random_model, nm):
+    with pytest.raises(ValueError, match="N < M"):
+        prune_model(random_model, "magnitude", nm=nm)
+
+
+def test_nm_on_a_layer_whose_inputs_do_not_divide_is_rejected(random_model):
+    with pytest.raises(ValueError, match="divisible"):
+        prune_model(random_model, "magnitude", nm=(2, 4), layers="all")  # first conv: 1 input channel
+
+
+@pytest.mark.parametrize("calibration", [None, torch.zeros(0, 1, 28, 28), []])
+def test_wanda_without_calibration_data_is_rejected(random_model, calibration):
+    with pytest.raises(ValueError, match="calibration"):
+        prune_model(random_model, "wanda", 0.5, calibration=calibration)
+
+
+def test_unknown_method_group_or_layers_is_rejected(random_model, calibration):
+    with pytest.raises(ValueError, match="method"):
+        prune_model(random_model, "random", 0.5)
+    with pytest.raises(ValueError, match="group"):
+        prune_model(random_model, "magnitude", 0.5, group="column")
+    with pytest.raises(ValueError, match="layers"):
+        prune_model(random_model, "magnitude", 0.5, layers="some")
+    with pytest.raises(ValueError, match="unknown"):
+        prune_model(random_model, "magnitude", 0.5, layers=["classifier.fc9"])
+
+
+def test_batchnorm_recalibration_changes_only_running_statistics(random_model, calibration):
+    pruned, _ = prune_model(random_model, "magnitude", 0.8, layers="inner")
+    recal, _ = prune_model(random_model, "magnitude", 0.8, layers="inner", recalibrate_bn=True,
+                           calibration=calibration)
+    for (name, a), b in zip(pruned.state_dict().items(), recal.state_dict().values()):
+        if "running" in name:
+            assert not torch.equal(a, b), name
+        elif "num_batches" not in name:
+            assert torch.equal(a, b), name
+    bn = recal.features.block2.bn
+    with torch.no_grad():  # the new running mean is the batch mean of block2.conv's output
+        h = recal.features.block1(recal.normalize(calibration))
+        assert torch.allclose(bn.running_mean, recal.features.block2.conv(h).mean((0, 2, 3)), atol=1e-4)
+    assert bn.momentum == 0.1 and not recal.training
+    with pytest.raises(ValueError, match="calibration"):
+        prune_model(random_model, "magnitude", 0.5, recalibrate_bn=True)
+
+
+def test_sweep_scores_every_variant_and_sparsity(random_model, calibration):
+    from helpers.pruning.unstructured import sweep
+
+    seen = []
+    rows = sweep(random_model, [0.5, 0.9], {"W": dict(method="wanda"), "M": dict(method="magnitude", group="layer")},
+                 lambda m: float((m.classifier.fc1.weight == 0).float().mean()), calibration,
+                 keep_masks_of="classifier.fc2", on_point=lambda m, r: seen.append(r["target"]))
+    assert [(r["variant"], r["target"]) for r in rows] == [("W", 0.5), ("W", 0.9), ("M", 0.5), ("M", 0.9)]
+    assert seen == [0.5, 0.9, 0.5, 0.9]
+    for r in rows:
+        assert r["accuracy"] == pytest.approx(r["target"], abs=1e-3)
+        assert r["mask"].shape == (120, 1000)
+        assert r["sparsity"] == pytest.approx(r["target"], abs=0.01)
