@@ -186,6 +186,8 @@ def test_layer_ratios_scale_the_conv_ratio_and_use_safe_fc_ratios(random_model):
     conv, fc = st.layer_ratios(random_model, scan, ratios, reference=93.0, conv_ratio=0.5, max_drop=1.0,
                                conv_scale=[1.0, 0.75, 0.5])
     assert conv == [0.5, 0.375, 0.25] and fc == [0.75, 0.25]
+    _, capped = st.layer_ratios(random_model, scan, ratios, 93.0, 0.5, 1.0, [1, 1, 1], fc_cap=[0.5, 0.0])
+    assert capped == [0.5, 0.0]
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         st.layer_ratios(random_model, scan, ratios, 93.0, conv_ratio=1.2, max_drop=1.0, conv_scale=[1, 1, 1])
     with pytest.raises(ValueError, match="one factor"):

@@ -236,3 +236,38 @@ def test_sweep_scores_every_variant_and_sparsity(random_model, calibration):
         assert r["accuracy"] == pytest.approx(r["target"], abs=1e-3)
         assert r["mask"].shape == (120, 1000)
         assert r["sparsity"] == pytest.approx(r["target"], abs=0.01)
+
+
+def test_lamp_scores_match_the_definition_and_keep_magnitude_order_within_a_layer():
+    from helpers.pruning.unstructured import lamp_scores
+
+    layer = nn.Linear(2, 2, bias=False)
+    layer.weight.data = torch.tensor([[1.0, -3.0], [2.0, 0.0]])
+    # sorted squares 0, 1, 4, 9 -> suffix sums 14, 14, 13, 9
+    expected = torch.tensor([[1 / 14, 9 / 9], [4 / 13, 0.0]])
+    assert torch.allclose(lamp_scores(layer), expected)
+    torch.manual_seed(0)
+    big = nn.Linear(30, 20)
+    order_lamp = lamp_scores(big).flatten().argsort()
+    order_mag = big.weight.detach().abs().flatten().argsort()
+    assert torch.equal(order_lamp, order_mag)
+
+
+def test_global_lamp_spreads_sparsity_over_layers(random_model):
+    from helpers.measure import layer_sparsity
+
+    pruned, _ = prune_model(random_model, "lamp", 0.9, group="global")
+    per_layer = layer_sparsity(pruned)
+    assert sum(m.weight.numel() * per_layer[n] for n, m in prunable_layers(pruned).items()) == pytest.approx(
+        math.floor(0.9 * sum(m.weight.numel() for m in prunable_layers(pruned).values())))
+    assert all(v < 1.0 for v in per_layer.values())  # no layer is emptied
+
+
+@pytest.mark.parametrize("method", ["magnitude", "lamp"])
+def test_model_wide_global_pruning_counts_the_dense_layers_too(random_model, method):
+    from helpers.measure import sparsity
+
+    pruned, masks = prune_model(random_model, method, 0.9, group="global", layers="inner", model_wide=True)
+    total = sum(m.weight.numel() for m in prunable_layers(random_model).values())
+    assert sparsity(pruned) == pytest.approx(math.floor(0.9 * total) / total)
+    assert "classifier.fc3" not in masks

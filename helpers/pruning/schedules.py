@@ -102,17 +102,27 @@ class PruningSchedule:
 MaskMaker = Callable[[nn.Module, float], dict]
 
 
-def magnitude_mask_maker(layers="all", group: str = "global", model_wide: bool = True) -> MaskMaker:
-    """``make(model, s)`` -> magnitude masks at sparsity ``s`` (pruned weights score 0: masks nest).
+def mask_maker(method: str = "magnitude", layers="all", group: str = "global",
+               model_wide: bool = True) -> MaskMaker:
+    """``make(model, s)`` -> masks at sparsity ``s`` from data-free scores (``"magnitude"`` or
+    ``"lamp"``); pruned weights score 0, so the masks of a growing schedule nest.
 
     With ``group="global"`` and ``model_wide``, ``s`` is the sparsity of all prunable layers of the
     model, also when some of them (``layers="inner"``) are kept dense.
     """
+    if method not in ("magnitude", "lamp"):
+        raise ValueError(f"schedules use data-free scores: 'magnitude' or 'lamp', got {method!r}")
+
     def make(model: nn.Module, s: float) -> dict:
         chosen = select_layers(model, layers)
         total = prunable_weight_count(model) if model_wide and group == "global" else None
-        return masks_from_scores(compute_scores(model, chosen, "magnitude"), s, group, total=total)
+        return masks_from_scores(compute_scores(model, chosen, method), s, group, total=total)
     return make
+
+
+def magnitude_mask_maker(layers="all", group: str = "global", model_wide: bool = True) -> MaskMaker:
+    """``mask_maker("magnitude", ...)``."""
+    return mask_maker("magnitude", layers, group, model_wide)
 
 
 class SchedulePruner:

@@ -312,20 +312,23 @@ def most_sensitive(scan: dict[str, list[float]], names: Sequence[str]) -> str:
 
 
 def layer_ratios(model: FashionCNN, scan: dict[str, list[float]], scan_ratios: Sequence[float],
-                 reference: float, conv_ratio: float, max_drop: float, conv_scale: Sequence[float]
-                 ) -> tuple[list[float], list[float]]:
+                 reference: float, conv_ratio: float, max_drop: float, conv_scale: Sequence[float],
+                 fc_cap: Sequence[float] | None = None) -> tuple[list[float], list[float]]:
     """(conv ratios, FC ratios) of one point of the pruning curve.
 
-    Conv layer *k* loses ``conv_scale[k] * conv_ratio`` of its filters; each hidden FC layer loses
+    Conv layer *k* loses ``conv_scale[k] * conv_ratio`` of its filters; hidden FC layer *k* loses
     its largest *safe* ratio in the sensitivity scan (validation drop within ``max_drop`` points,
-    see ``ratios_from_sensitivity``).
+    see ``ratios_from_sensitivity``), at most ``fc_cap[k]`` (default: no cap).
     """
     conv_ratio = check_ratio(conv_ratio, "conv ratio")
     convs, fcs = conv_layer_names(model), hidden_fc_names(model)
     if len(conv_scale) != len(convs) or not all(0.0 <= f <= 1.0 for f in conv_scale):
         raise ValueError(f"conv_scale needs one factor in [0, 1] per conv layer ({len(convs)}), got {conv_scale}")
+    caps = [check_ratio(c, "FC cap") for c in (fc_cap if fc_cap is not None else [0.99] * len(fcs))]
+    if len(caps) != len(fcs):
+        raise ValueError(f"fc_cap needs one ratio per hidden FC layer ({len(fcs)}), got {len(caps)}")
     safe = ratios_from_sensitivity({n: scan[n] for n in fcs}, scan_ratios, reference, max_drop)
-    return [conv_ratio * f for f in conv_scale], [safe[name] for name in fcs]
+    return [conv_ratio * f for f in conv_scale], [min(safe[name], cap) for name, cap in zip(fcs, caps)]
 
 
 @torch.no_grad()

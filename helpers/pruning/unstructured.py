@@ -8,6 +8,7 @@ saving, so a saved model holds plain weights with zeros.
 Scores (higher = more important):
 
 * magnitude: ``|W_ij|``;
+* LAMP (Lee et al. 2021): magnitude rescaled so that a *global* ranking compares layers fairly;
 * Wanda (Sun et al. 2023, locuslab/wanda ``lib/prune.py``): ``|W_ij| * ||X_j||_2``, where ``X_j`` is
   the j-th input feature of the layer over calibration images. For a Linear layer ``j`` is an input
   feature; for a Conv2d the weight is viewed as ``(C_out, C_in*k*k)`` and ``j`` runs over the rows
@@ -32,7 +33,7 @@ from torch.nn import functional as F
 
 from ..models import prunable_layers
 
-METHODS = ("magnitude", "wanda")
+METHODS = ("magnitude", "wanda", "lamp")
 GROUPS = ("row", "layer", "global")
 LAYER_POLICIES = ("all", "inner")
 
@@ -159,6 +160,24 @@ def input_norms(model: nn.Module, layers: Mapping[str, nn.Module], calibration,
 # --------------------------------------------------------------------------- scores and masks
 def magnitude_scores(layer: nn.Module) -> Tensor:
     return layer.weight.detach().abs()
+
+
+def lamp_scores(layer: nn.Module) -> Tensor:
+    """LAMP (Lee et al. 2021, *Layer-adaptive sparsity for the magnitude-based pruning*).
+
+    With the layer's weights sorted by magnitude, ``score(u) = w_u^2 / sum_{v >= u} w_v^2``: the
+    weight's share of the energy of all weights at least as large. Within a layer the order is
+    that of magnitude; across layers the scores are comparable, so a *global* ranking gives each
+    layer its own sparsity without over-pruning layers whose weights are small as a whole.
+    Zero weights score 0.
+    """
+    squared = layer.weight.detach().flatten().pow(2)
+    order = squared.argsort(stable=True)
+    ascending = squared[order]
+    suffix = ascending.flip(0).cumsum(0).flip(0).clamp_min(torch.finfo(squared.dtype).tiny)
+    scores = torch.empty_like(squared)
+    scores[order] = ascending / suffix
+    return scores.reshape(layer.weight.shape)
 
 
 def wanda_scores(layer: nn.Module, norms: Tensor) -> Tensor:
@@ -343,6 +362,8 @@ def compute_scores(model: nn.Module, layers: Mapping[str, nn.Module], method: st
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "magnitude":
         return {name: magnitude_scores(layer) for name, layer in layers.items()}
+    if method == "lamp":
+        return {name: lamp_scores(layer) for name, layer in layers.items()}
     norms = input_norms(model, layers, calibration, batch_size)
     return {name: wanda_scores(layer, norms[name]) for name, layer in layers.items()}
 
@@ -350,14 +371,15 @@ def compute_scores(model: nn.Module, layers: Mapping[str, nn.Module], method: st
 def prune_model(model: nn.Module, method: str = "wanda", sparsity: float | None = None, *,
                 group: str = "row", layers: str | Iterable[str] = "all", nm: tuple[int, int] | None = None,
                 calibration=None, sequential: bool = True, recalibrate_bn: bool = False,
-                batch_size: int = 256) -> tuple[nn.Module, Masks]:
+                model_wide: bool = False, batch_size: int = 256) -> tuple[nn.Module, Masks]:
     """A pruned deep copy of ``model`` and its masks (the original is left untouched).
 
     ``sequential`` (Wanda with row/layer groups): prune layer by layer in forward order, each
     layer's input norms measured through the already-pruned earlier layers, as the official code
     does block by block. Otherwise all norms come from one pass through the dense model.
     ``recalibrate_bn``: afterwards re-estimate the BatchNorm statistics on the calibration images
-    (no weight changes).
+    (no weight changes). ``model_wide`` (global group): ``sparsity`` counts all prunable weights of
+    the model, also those of layers kept dense.
     """
     if nm is not None:
         check_nm(*nm)
@@ -379,7 +401,8 @@ def prune_model(model: nn.Module, method: str = "wanda", sparsity: float | None 
             apply_masks(pruned, {name: masks[name]})
     else:
         scores = compute_scores(pruned, chosen, method, calibration, batch_size)
-        masks = masks_from_scores(scores, sparsity, group, nm)
+        total = sum(m.weight.numel() for m in prunable_layers(pruned).values()) if model_wide else None
+        masks = masks_from_scores(scores, sparsity, group, nm, total=total)
         apply_masks(pruned, masks)
     if recalibrate_bn:
         recalibrate_batchnorm(pruned, calibration, batch_size)
