@@ -12,12 +12,14 @@ the notebook and the cell.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from .paths import NOTEBOOKS_DIR, REPO_ROOT
+from .widgets import HEADLESS_ENV
 
 RUNS_DIR = REPO_ROOT / ".runs"
 
@@ -47,6 +49,7 @@ def run_one(notebook: Path, output: Path, quick: bool, log_output: bool = False)
     import papermill as pm
 
     output.parent.mkdir(parents=True, exist_ok=True)
+    os.environ[HEADLESS_ENV] = "1"  # the kernel inherits it: sliders are not created headless
     # FULL runs the notebook as written (QUICK = False there), so no injected-parameters cell lands
     # in a committed notebook; a QUICK cell that takes 10 minutes is hung, not slow.
     pm.execute_notebook(str(notebook), str(output), parameters={"QUICK": True} if quick else {},
