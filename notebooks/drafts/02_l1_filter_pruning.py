@@ -49,14 +49,14 @@ import platform
 import matplotlib.pyplot as plt
 import torch
 
-from helpers import build_model, load_model, save_model
+from helpers import load_model, save_model
 from helpers.data import Batches, load_splits
 from helpers.measure import count_macs, count_parameters, measure_latency
-from helpers.paths import find_weights, output_dirs
+from helpers.paths import output_dirs
 from helpers.plots import save_fig, set_style
 from helpers.pruning import structured as st
 from helpers.results import make_record, write_results
-from helpers.training import evaluate, fine_tune, fit, pick_device, seed_everything
+from helpers.training import evaluate, fine_tune, load_or_train_baseline, pick_device, seed_everything
 from helpers.widgets import slider_over
 
 set_style()
@@ -68,7 +68,7 @@ SCAN_RATIOS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]  # per-layer ratios 
 MAX_DROP = 0.25           # FC layers: validation points a layer may lose, pruned alone and not fine-tuned
 CONV_SCALE = [1.0, 1.0, 0.5]  # conv layer k loses CONV_SCALE[k] * r of its filters (see section 4)
 CURVE_RATIOS = [0.3, 0.4, 0.5, 0.6, 0.7]  # conv filter ratio r of the accuracy/size/latency curve
-TARGET_RATIO = 0.5        # the ratio of the saved model and of the one-shot vs step-by-step comparison
+MAX_VAL_LOSS = 1.0       # the saved model: the largest curve ratio within this many validation points
 FT_EPOCHS = 2             # fine-tuning epochs per curve point
 STEPS = 3                 # step-by-step: pruning steps ...
 EPOCHS_PER_STEP = 2       # ... each followed by this many fine-tuning epochs; one-shot: STEPS * EPOCHS_PER_STEP
@@ -81,7 +81,7 @@ DATA_DIR = None           # None: $COURSE_DATA_DIR or <repo>/data
 
 # %%
 SCAN = [0.3, 0.7] if QUICK else SCAN_RATIOS
-CURVE = [TARGET_RATIO] if QUICK else CURVE_RATIOS
+CURVE = [0.5] if QUICK else CURVE_RATIOS
 FT = 1 if QUICK else FT_EPOCHS
 N_STEPS, STEP_EPOCHS = (2, 1) if QUICK else (STEPS, EPOCHS_PER_STEP)
 SCHEDULE_EPOCHS = N_STEPS * STEP_EPOCHS   # the fine-tuning budget of both schedules
@@ -105,13 +105,7 @@ print({name: len(getattr(splits, name)) for name in ("train", "val", "test")},
       f"· fine-tuning on {ft_batches.num_images:,} images")
 
 # %%
-baseline_path = find_weights("01_baseline.pt", outputs)
-if baseline_path is None:  # notebook 01 has not run: train a baseline here
-    baseline = build_model()
-    fit(baseline, Batches(splits.train, BATCH_SIZE, shuffle=True, augment=True, seed=SEED),
-        epochs=1 if QUICK else 20, device=device)
-    baseline_path = save_model(baseline, outputs.weights / "02_baseline_trained_here.pt")
-baseline = load_model(baseline_path)
+baseline, baseline_path = load_or_train_baseline(outputs, splits, quick=QUICK, device=device)
 print(f"baseline from {baseline_path}")
 
 # %% [markdown]
@@ -216,7 +210,7 @@ for name, ms in lat_scan.items():
 def ratios_at(r):
     return st.layer_ratios(baseline, scan, SCAN, base_val, r, MAX_DROP, CONV_SCALE)
 
-print(f"per-layer ratios at r = {TARGET_RATIO}: conv {ratios_at(TARGET_RATIO)[0]}, FC {ratios_at(TARGET_RATIO)[1]}")
+print(f"per-layer ratios at r = 0.5: conv {ratios_at(0.5)[0]}, FC {ratios_at(0.5)[1]}")
 
 # %% [markdown]
 # ## 5. The curve: prune, fine-tune, measure
@@ -248,6 +242,16 @@ for r in CURVE:
 # %% [markdown]
 # ## 6. One-shot vs step-by-step at the same final ratio
 #
+# **Which ratio.** The target is read off the curve on the **validation** split: the largest $r$
+# whose validation accuracy after the short fine-tune is within `MAX_VAL_LOSS` points of the
+# baseline's. The test numbers above play no part in it.
+
+# %%
+within = [p["ratio"] for p in curve if p["val_accuracy"] >= base_val - MAX_VAL_LOSS]
+TARGET_RATIO = max(within) if within else min(CURVE)
+print(f"target ratio r = {TARGET_RATIO} (validation within {MAX_VAL_LOSS} points: {within})")
+
+# %% [markdown]
 # Both reach the per-layer ratios of `TARGET_RATIO` and get the same fine-tuning budget,
 # `SCHEDULE_EPOCHS` epochs:
 #

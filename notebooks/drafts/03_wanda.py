@@ -49,16 +49,16 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from helpers import build_model, load_model, save_model
+from helpers import save_model
 from helpers.data import Batches, calibration_batch, load_splits
 from helpers.measure import layer_sparsity, sparsity
-from helpers.paths import find_weights, output_dirs
+from helpers.paths import output_dirs
 from helpers.plots import save_fig, set_style
 from helpers.pruning.unstructured import (input_norms, masked_fine_tune, prune_model, select_layers,
                                           sweep, wanda_scores)
 from helpers.results import make_record, write_results
 from helpers.storage.sparse import load_sparse_model, save_sparse_model
-from helpers.training import accuracy, fit, pick_device, predict, seed_everything
+from helpers.training import accuracy, load_or_train_baseline, pick_device, predict, seed_everything
 
 set_style()
 print(f"python {platform.python_version()} · torch {torch.__version__}")
@@ -72,7 +72,6 @@ FINE_TUNE_LR = 1e-3
 FINE_TUNE_IMAGES = None       # None: the whole training split (55,000 images)
 FINE_TUNE_ROW_AT = [0.9]      # Wanda and magnitude, per row, inner layers: fine-tuned at these
 FINE_TUNE_GLOBAL_AT = [0.9, 0.95]  # global magnitude, inner layers: fine-tuned at these
-BASELINE_EPOCHS = 12          # only used when weights/01_baseline.pt is missing
 BATCH_SIZE = 128
 SEED = 0
 DATA_DIR = None               # None: $COURSE_DATA_DIR or <repo>/data
@@ -98,12 +97,8 @@ print(f"QUICK={QUICK} · sparsities={sparsities} · device={device} · outputs u
 splits = load_splits(DATA_DIR, quick=QUICK)
 train_batches = Batches(splits.train.head(FINE_TUNE_IMAGES), BATCH_SIZE, shuffle=True, augment=True, seed=SEED)
 val_batches, test_batches = Batches(splits.val, 1000), Batches(splits.test, 1000)
-baseline_path = find_weights("01_baseline.pt", outputs)
-if baseline_path is not None:
-    baseline = load_model(baseline_path, device)
-else:
-    baseline = build_model().to(device)  # trained here, not saved: 01_baseline.pt is notebook 01's file
-    fit(baseline, train_batches, epochs=1 if QUICK else BASELINE_EPOCHS, device=device)
+baseline, baseline_path = load_or_train_baseline(outputs, splits, quick=QUICK, device=device)
+baseline = baseline.to(device)
 baseline_accuracy = accuracy(baseline, test_batches)
 print(f"baseline ({baseline_path or 'trained here'}): test accuracy {baseline_accuracy:.2f}%")
 

@@ -46,15 +46,15 @@ import platform
 import matplotlib.pyplot as plt
 import torch
 
-from helpers import build_model, load_model, save_model
+from helpers import load_model, save_model
 from helpers.data import Batches, load_splits
 from helpers.measure import measure_latency
-from helpers.paths import find_weights, output_dirs
+from helpers.paths import output_dirs
 from helpers.plots import save_fig, set_style
 from helpers.pruning import slimming as sl
 from helpers.pruning import structured as st
 from helpers.results import make_record, write_results
-from helpers.training import evaluate, fine_tune, fit, pick_device, seed_everything
+from helpers.training import evaluate, fine_tune, fit, load_or_train_baseline, pick_device, seed_everything
 from helpers.widgets import slider_over
 
 set_style()
@@ -97,12 +97,7 @@ val_batches, test_batches = Batches(splits.val, 1000), Batches(splits.test, 1000
 print({name: len(getattr(splits, name)) for name in ("train", "val", "test")})
 
 # %%
-baseline_path = find_weights("01_baseline.pt", outputs)
-if baseline_path is None:  # notebook 01 has not run: train a baseline here
-    baseline = build_model()
-    fit(baseline, train_batches, epochs=1 if QUICK else 20, device=device)
-    baseline_path = save_model(baseline, outputs.weights / "04_baseline_trained_here.pt")
-baseline = load_model(baseline_path)
+baseline, baseline_path = load_or_train_baseline(outputs, splits, quick=QUICK, device=device)
 print(f"baseline from {baseline_path}")
 
 # %% [markdown]

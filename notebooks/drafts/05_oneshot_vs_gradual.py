@@ -50,16 +50,16 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from helpers import build_model, load_model, save_model
+from helpers import save_model
 from helpers.data import Batches, load_splits
 from helpers.measure import layer_sparsity
-from helpers.paths import find_weights, output_dirs
+from helpers.paths import output_dirs
 from helpers.plots import save_fig, set_style
 from helpers.pruning.schedules import PruningSchedule, magnitude_mask_maker, train_with_schedule
 from helpers.pruning.unstructured import sweep
 from helpers.results import make_record, write_results
 from helpers.storage.sparse import load_sparse_model, save_sparse_model
-from helpers.training import accuracy, fit, pick_device, predict, seed_everything
+from helpers.training import accuracy, load_or_train_baseline, pick_device, predict, seed_everything
 
 set_style()
 print(f"python {platform.python_version()} · torch {torch.__version__}")
@@ -75,7 +75,6 @@ MAIN_EPOCHS = 6               # ... for this many epochs of the whole training s
 PRUNE_STEPS = 12              # pruning events of the gradual schedules (plus the one at step 0)
 PRUNE_SHARE = 1 / 3           # gradual schedules prune during this share of a run, then train on
 LEARNING_RATE = 1e-3          # peak of the one-cycle schedule, the same for every run
-BASELINE_EPOCHS = 12          # only used when weights/01_baseline.pt is missing
 BATCH_SIZE = 128
 SEED = 0
 DATA_DIR = None               # None: $COURSE_DATA_DIR or <repo>/data
@@ -101,12 +100,8 @@ splits = load_splits(DATA_DIR, quick=QUICK)
 short_batches = Batches(splits.train.head(SHORT_IMAGES), BATCH_SIZE, shuffle=True, augment=True, seed=SEED)
 long_batches = Batches(splits.train, BATCH_SIZE, shuffle=True, augment=True, seed=SEED)
 val_batches, test_batches = Batches(splits.val, 1000), Batches(splits.test, 1000)
-baseline_path = find_weights("01_baseline.pt", outputs)
-if baseline_path is not None:
-    baseline = load_model(baseline_path, device)
-else:
-    baseline = build_model().to(device)  # trained here, not saved: 01_baseline.pt is notebook 01's file
-    fit(baseline, long_batches, epochs=1 if QUICK else BASELINE_EPOCHS, device=device)
+baseline, baseline_path = load_or_train_baseline(outputs, splits, quick=QUICK, device=device)
+baseline = baseline.to(device)
 baseline_accuracy, baseline_val = accuracy(baseline, test_batches), accuracy(baseline, val_batches)
 print(f"baseline ({baseline_path or 'trained here'}): test {baseline_accuracy:.2f}%, validation {baseline_val:.2f}%")
 
