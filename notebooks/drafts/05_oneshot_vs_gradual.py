@@ -34,9 +34,11 @@ if "google.colab" in sys.modules:
 # - Follow the sparsity over training, see where each schedule puts its zeros, and save the best
 #   very sparse model (masks folded) — dense and in a compact sparse encoding.
 #
-# **Method.** The masks are those of notebook 03 (`helpers.pruning.unstructured`): magnitude scores,
-# ranked globally over the Conv2d/Linear layers except the first conv and the output layer (kept
-# dense; the target counts all layers' weights), so the schedule itself decides nothing but *when*.
+# **Method.** The masks are those of notebook 03 (`helpers.pruning.unstructured`): magnitude-based
+# scores (plain |W| or its layer-adaptive rescaling LAMP, chosen in section 3a on the validation
+# split), ranked globally over the Conv2d/Linear layers except the first conv and the output layer
+# (kept dense; the target counts all layers' weights). Every schedule uses the same ranking, so the
+# schedule itself decides nothing but *when*.
 # At each pruning event the smallest weights are removed; after every optimizer step the masks are
 # re-applied (`fit`'s `after_step`), so pruned weights stay exactly zero. Because pruned weights
 # are zero, they are always the smallest: the masks of one run only ever grow.
@@ -55,7 +57,7 @@ from helpers.data import Batches, load_splits
 from helpers.measure import layer_sparsity
 from helpers.paths import output_dirs
 from helpers.plots import save_fig, set_style
-from helpers.pruning.schedules import PruningSchedule, magnitude_mask_maker, train_with_schedule
+from helpers.pruning.schedules import PruningSchedule, mask_maker, train_with_schedule
 from helpers.pruning.unstructured import sweep
 from helpers.results import make_record, write_results
 from helpers.storage.sparse import load_sparse_model, save_sparse_model
@@ -71,7 +73,7 @@ TARGETS = [0.9, 0.95, 0.98]   # short budget: every schedule to every target
 SHORT_EPOCHS = 1              # short budget: epochs per run ...
 SHORT_IMAGES = 27_500         # ... of this many training images (half the training split)
 MAIN_TARGET = 0.95            # long budget: one-shot vs AGP at this sparsity ...
-MAIN_EPOCHS = 6               # ... for this many epochs of the whole training split (55,000 images)
+MAIN_EPOCHS = 8               # ... for this many epochs of the whole training split (55,000 images)
 PRUNE_STEPS = 12              # pruning events of the gradual schedules (plus the one at step 0)
 PRUNE_SHARE = 1 / 3           # gradual schedules prune during this share of a run, then train on
 LEARNING_RATE = 1e-3          # peak of the one-cycle schedule, the same for every run
@@ -154,7 +156,7 @@ for bad in (dict(kind="agp", target=1.0, epochs=2), dict(kind="agp", target=0.9,
 
 # %%
 KINDS = {"oneshot": "one-shot + fine-tune", "linear": "step by step (linear)", "agp": "AGP (cubic)"}
-masks_for = magnitude_mask_maker(layers="inner", group="global", model_wide=True)
+masks_for = mask_maker("magnitude", layers="inner", group="global", model_wide=True)  # replaced in 3a
 
 def make_schedule(kind, target, epochs):
     """One-shot prunes once; linear and AGP prune gradually during the first PRUNE_SHARE of the run."""
@@ -168,11 +170,15 @@ print("AGP events (step, sparsity), short budget:",
 # %%
 runs, rows = {}, []
 
-def run_schedule(kind, target, epochs, batches, budget):
-    """Train one schedule from the baseline; keep the run and a row of measured numbers."""
+def train_schedule(kind, target, epochs, batches, make_masks):
+    """One scheduled run from the baseline (same seed and optimizer for every run)."""
     seed_everything(SEED)
-    run = train_with_schedule(baseline, make_schedule(kind, target, epochs), batches, lr=LEARNING_RATE,
-                              make_masks=masks_for, val_batches=val_batches, device=device)
+    return train_with_schedule(baseline, make_schedule(kind, target, epochs), batches, lr=LEARNING_RATE,
+                               make_masks=make_masks, val_batches=val_batches, device=device)
+
+def run_schedule(kind, target, epochs, batches, budget):
+    """Train one schedule with the chosen ranking; keep the run and a row of measured numbers."""
+    run = train_schedule(kind, target, epochs, batches, masks_for)
     runs[(budget, kind, target)] = run
     rows.append({"budget": budget, "schedule": KINDS[kind], "kind": kind, "target": target, "epochs": epochs,
                  "images": batches.num_images, "test_accuracy": accuracy(run.model, test_batches),
@@ -180,7 +186,29 @@ def run_schedule(kind, target, epochs, batches, budget):
     print(f"{budget:>5}: {KINDS[kind]:>22} to {target:.0%}: test {rows[-1]['test_accuracy']:.2f}% ({rows[-1]['seconds']:.0f} s)")
 
 # %% [markdown]
-# ### 3a. Short budget: every schedule to every target
+# ### 3a. Which global ranking?
+#
+# Plain global magnitude compares raw |W| across layers, and layers differ in scale: a layer of
+# many small weights (`fc1`) is emptied first, and the convolutions get whatever is left.
+# **LAMP** (Lee et al. 2021, *Layer-adaptive sparsity for the magnitude-based pruning*) rescales
+# each weight by the energy of the weights at least as large in its own layer; within a layer the
+# order stays that of magnitude, so it is still magnitude pruning, with per-layer sparsities that
+# a global ranking can compare fairly. Both rankings get one AGP run to the main target with the
+# short budget; the better **validation** accuracy decides the ranking of every run below.
+
+# %%
+ranking_val = {}
+for score in ("magnitude", "lamp"):
+    run = train_schedule("agp", MAIN_TARGET, SHORT_EPOCHS, short_batches,
+                         mask_maker(score, layers="inner", group="global", model_wide=True))
+    ranking_val[score] = run.history["val_accuracy"][-1]
+SCORE = max(ranking_val, key=ranking_val.get)
+masks_for = mask_maker(SCORE, layers="inner", group="global", model_wide=True)
+print(f"validation accuracy after AGP to {MAIN_TARGET:.0%}, short budget: " +
+      ", ".join(f"{k} {v:.2f}%" for k, v in ranking_val.items()) + f" -> every schedule ranks by {SCORE}")
+
+# %% [markdown]
+# ### 3b. Short budget: every schedule to every target
 #
 # Each run: `SHORT_EPOCHS` epoch(s) of `SHORT_IMAGES` training images.
 
@@ -190,7 +218,7 @@ for target in targets:
         run_schedule(kind, target, SHORT_EPOCHS, short_batches, "short")
 
 # %% [markdown]
-# ### 3b. Long budget: one-shot vs AGP at the main target
+# ### 3c. Long budget: one-shot vs AGP at the main target
 #
 # Each run: `MAIN_EPOCHS` epochs of the whole training split — the headline comparison.
 
@@ -286,7 +314,7 @@ best_record = None
 for _, row in results.iterrows():
     key, saved = (row.budget, row.kind, row.target), (row.budget, row.kind, row.target) == best_key
     records.append(make_record(
-        f"{row.kind}_s{round(100 * row.target)}_{row.budget}", f"magnitude (global), {row.schedule}", runs[key].model,
+        f"{row.kind}_s{round(100 * row.target)}_{row.budget}", f"{SCORE} (global), {row.schedule}", runs[key].model,
         row.test_accuracy, dense_path if saved else None, outputs, schedule=row.kind, budget=row.budget,
         target_sparsity=row.target, epochs=int(row.epochs), train_images=int(row.images),
         val_accuracy=round(row.val_accuracy, 4), baseline_accuracy=round(baseline_accuracy, 4),
@@ -345,7 +373,7 @@ print(f"saved {dense_path.name} ({best_record['size_bytes']:,} bytes) and {spars
 # ### Exercises
 #
 # 1. Give the short budget one more epoch. Which schedule gains most, and does the ranking change?
-# 2. Replace the global ranking by a layer-wise one (`magnitude_mask_maker(group="layer")`). Which
+# 2. Replace the global ranking by a layer-wise one (`mask_maker(SCORE, group="layer")`). Which
 #    layer limits the accuracy at 95%?
 # 3. Set `PRUNE_SHARE = 1` (no recovery phase after the last pruning step). What happens to AGP?
 # 4. AGP was proposed with many small steps over many epochs. Try `PRUNE_STEPS = 3`: is a coarse

@@ -1,0 +1,30 @@
+"""fit: training really moves the model, after_step runs after every optimizer step."""
+import pytest
+import torch
+from torch import nn
+
+from helpers.training import accuracy, fit
+
+
+def toy_batches(n=256, seed=0):
+    """A separable 2-class problem as a list of (images, labels) batches of 1x2x2 'images'."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2, (n,), generator=g)
+    images = torch.randn(n, 1, 2, 2, generator=g) * 0.3 + labels.view(-1, 1, 1, 1).float()
+    return [(images[i:i + 32], labels[i:i + 32]) for i in range(0, n, 32)]
+
+
+def test_fit_learns_a_separable_task_and_calls_after_step_every_step():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    batches, calls = toy_batches(), []
+    start = accuracy(model, batches)
+    history = fit(model, batches, batches, epochs=3, lr=0.1, device="cpu", after_step=lambda m: calls.append(1))
+    assert len(calls) == 3 * len(batches)
+    assert len(history.val_accuracy) == 3 and accuracy(model, batches) > max(start, 95.0)
+    assert not model.training  # fit leaves the model in eval mode
+
+
+def test_fit_refuses_zero_epochs():
+    with pytest.raises(ValueError, match="epochs"):
+        fit(nn.Linear(4, 2), toy_batches(), epochs=0, device="cpu")
