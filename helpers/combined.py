@@ -13,13 +13,14 @@ from .quantization.fake import calibrate, qat, quant_layers, quantize_model
 from .results import read_results
 
 
-def saved_model_of(stage_prefix: str, outputs: OutputDirs, prefer: str = "sparsity"):
-    """(record, model) of the saved model of notebook ``stage_prefix`` (e.g. "05") with the highest
-    ``prefer`` value (e.g. sparsity), from this run's results or the committed ones; None if none."""
+def saved_model_of(stage_prefix: str, outputs: OutputDirs, prefer: str = "sparsity", name: str | None = None):
+    """(record, model) of the saved model of notebook ``stage_prefix`` (e.g. "05") named ``name``, or
+    else the one with the highest ``prefer`` value (e.g. sparsity), from this run's results or the
+    committed ones; None if there is none."""
     for root in dict.fromkeys([outputs.root, REPO_ROOT]):
         records = [r for r in read_results(root / "results")
                    if r["stage"].startswith(stage_prefix) and str(r.get("weights_file", "")).endswith(".pt")
-                   and (root / r["weights_file"]).is_file()]
+                   and (root / r["weights_file"]).is_file() and name in (None, r["name"])]
         if records:
             best = max(records, key=lambda r: r[prefer])
             return best, load_model(root / best["weights_file"])

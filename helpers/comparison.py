@@ -6,11 +6,22 @@ import pandas as pd
 import seaborn as sns
 
 from .paths import REPO_ROOT
-from .results import read_results
+from .results import is_saved_model, read_results
 
 STAGE_NAMES = {"01": "baseline", "02": "L1 filter pruning", "03": "Wanda / magnitude",
                "04": "Network Slimming", "05": "one-shot vs gradual", "06": "quantization",
                "07": "combined"}
+
+
+def topic_of(record: dict) -> str:
+    """The method family a record belongs to in the comparison: its notebook's topic, with
+    notebook 03 split into Wanda and magnitude and notebook 05 into one-shot and gradual."""
+    notebook = record["stage"][:2]
+    if notebook == "03":
+        return "Wanda" if "wanda" in record.get("method", "").lower() else "magnitude (03)"
+    if notebook == "05":
+        return "step-by-step / AGP" if record.get("schedule") in ("linear", "agp") else "one-shot (05)"
+    return STAGE_NAMES.get(notebook, record["stage"])
 
 
 def records_frame(results_dir=REPO_ROOT / "results") -> pd.DataFrame:
@@ -22,7 +33,7 @@ def records_frame(results_dir=REPO_ROOT / "results") -> pd.DataFrame:
         raise FileNotFoundError(f"no results in {results_dir}: run the notebooks first")
     frame = pd.DataFrame(records)
     frame["notebook"] = frame["stage"].str[:2]
-    frame["topic"] = frame["notebook"].map(STAGE_NAMES).fillna(frame["stage"])
+    frame["topic"] = [topic_of(r) for r in records]
     latency = frame["latency_ms"].apply(lambda v: v if isinstance(v, dict) else {})
     frame["latency_b1_ms"] = latency.apply(lambda v: v.get("batch_1")).astype(float)
     frame["latency_b256_ms"] = latency.apply(lambda v: v.get("batch_256")).astype(float)
@@ -75,7 +86,7 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per saved model (records with a weights file): the models a reader can load."""
     cols = ["notebook", "name", "method", "test_accuracy", "sparsity", "params_nonzero", "weight_bits",
             "activation_bits", "size_bytes", "latency_b1_ms", "latency_b256_ms", "weights_file"]
-    saved = frame[frame["weights_file"].notna()]
+    saved = frame[[is_saved_model(r) for r in frame.to_dict("records")]]
     baseline_size = frame.loc[frame["stage"] == "01_baseline", "size_bytes"]
     table = saved[cols].copy()
     if not baseline_size.empty:

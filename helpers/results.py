@@ -100,6 +100,12 @@ def _fmt_latency(latency: dict | None, batch: str) -> str:
     return f"{latency[batch]:.2f}"
 
 
+def is_saved_model(record: dict) -> bool:
+    """A FULL record of a model its own notebook saved (not a re-measured model of another stage)."""
+    weights = record.get("weights_file")
+    return bool(weights) and not record.get("quick") and Path(weights).name[:2] == record["stage"][:2]
+
+
 def results_table(records: list[dict]) -> str:
     """The Markdown table of the README: one row per saved model (FULL records with a weights file)."""
     header = ("| notebook | model | method | test acc. (%) | sparsity | non-zero params | W/A bits "
@@ -107,7 +113,7 @@ def results_table(records: list[dict]) -> str:
               "|---|---|---|---:|---:|---:|---|---:|---:|---:|")
     rows = []
     for r in records:
-        if r.get("quick") or not r.get("weights_file"):
+        if not is_saved_model(r):
             continue
         bits = f"{r['weight_bits']}/{r['activation_bits'] or 'float'}"
         rows.append(f"| {r['stage'][:2]} | {r['name']} | {r['method']} | {r['test_accuracy']:.2f} "

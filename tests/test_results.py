@@ -40,10 +40,12 @@ def test_table_skips_quick_records_and_renders_between_markers():
                 "latency_ms": {"batch_1": 0.3, "batch_256": 40.0}, "latency_threads": 2, "quick": False,
                 "weights_file": "weights/01_a.pt"},
                {"stage": "02_x", "name": "unsaved", "quick": False, "weights_file": None},
-               {"stage": "01_baseline", "name": "q", "quick": True}]
+               {"stage": "01_baseline", "name": "q", "quick": True},
+               {"stage": "02_x", "name": "baseline re-measured in 02", "quick": False,
+                "weights_file": "weights/01_a.pt"}]
     table = results_table(records)
     assert "| 01 | a | m | 93.50 | 50.0% | 1,000 | 32/float | 2.50 MB | 0.30 | 40.00 |" in table
-    assert "| q |" not in table and "unsaved" not in table
+    assert "| q |" not in table and "unsaved" not in table and "re-measured" not in table
     text = f"intro\n{README_START}\nold\n{README_END}\nend"
     assert render_readme(text, table) == f"intro\n{README_START}\n{table}\n{README_END}\nend"
 

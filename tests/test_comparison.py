@@ -1,0 +1,60 @@
+"""The comparison of notebook 08: topics, Pareto frontiers and budget queries on hand-made records."""
+import json
+
+import pandas as pd
+import pytest
+
+from helpers.comparison import pareto_front, records_frame, topic_of, within_budget
+
+
+def rec(stage, name, acc, size, params, latency=None, **extra):
+    return {"stage": stage, "name": name, "method": extra.pop("method", name), "test_accuracy": acc,
+            "size_bytes": size, "params_nonzero": params, "weights_file": extra.pop("weights_file", None),
+            "latency_ms": latency, **extra}
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    files = {
+        "01_baseline": [rec("01_baseline", "baseline", 93.5, 1000, 100, {"batch_1": 1.0, "batch_256": 50.0})],
+        "02_l1": [rec("02_l1", "l1_r50", 93.0, 300, 25, {"batch_1": 0.5, "batch_256": 20.0})],
+        "03_wanda": [rec("03_wanda", "w", 92.0, 1000, 10, method="wanda per-row"),
+                     rec("03_wanda", "m", 91.0, 1000, 10, method="magnitude per-row")],
+        "05_schedules": [rec("05_schedules", "agp", 93.2, 1000, 5, schedule="agp"),
+                         rec("05_schedules", "os", 92.5, 1000, 5, schedule="oneshot"),
+                         rec("05_schedules", "os0", 60.0, 1000, 5)],
+    }
+    for stage, records in files.items():
+        (tmp_path / f"{stage}.json").write_text(json.dumps(records))
+    return tmp_path
+
+
+def test_records_frame_splits_topics_and_computes_weights_removed(results_dir):
+    frame = records_frame(results_dir).set_index("name")
+    assert frame.loc["w", "topic"] == "Wanda" and frame.loc["m", "topic"] == "magnitude (03)"
+    assert frame.loc["agp", "topic"] == "step-by-step / AGP" and frame.loc["os", "topic"] == "one-shot (05)"
+    assert frame.loc["os0", "topic"] == "one-shot (05)" and frame.loc["l1_r50", "topic"] == "L1 filter pruning"
+    assert frame.loc["l1_r50", "weights_removed"] == pytest.approx(0.75)
+    assert frame.loc["l1_r50", "latency_b256_ms"] == 20.0 and pd.isna(frame.loc["w", "latency_b256_ms"])
+
+
+def test_pareto_front_drops_exactly_the_dominated_rows():
+    frame = pd.DataFrame({"name": list("abcd"), "cost": [1, 2, 3, 2], "test_accuracy": [90, 92, 91, 89]})
+    assert list(pareto_front(frame, "cost")["name"]) == ["a", "b"]          # c and d are dominated by b
+    assert list(pareto_front(frame, "cost", higher_cost_is_better=True)["name"]) == ["b", "c"]
+
+
+def test_within_budget_picks_smallest_and_fastest_above_the_accuracy(results_dir):
+    frame = records_frame(results_dir)
+    best = within_budget(frame, 92.9)
+    assert best["smallest"]["name"] == "l1_r50" and best["fastest"]["name"] == "l1_r50"
+    assert within_budget(frame, 99.0) == {"smallest": None, "fastest": None}
+
+
+def test_topic_of_unknown_stage_falls_back_to_its_name():
+    assert topic_of({"stage": "09_new"}) == "09_new"
+
+
+def test_records_frame_without_results_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run the notebooks"):
+        records_frame(tmp_path)
