@@ -67,11 +67,11 @@ print(f"python {platform.python_version()} · torch {torch.__version__}")
 QUICK = False                 # True: tiny subsets, few points (tests, CI); False: the real experiment
 SPARSITIES = [0.1, 0.5, 0.7, 0.8, 0.9, 0.95]   # one-shot points, no fine-tuning
 CALIBRATION_IMAGES = 512      # training-split images for Wanda's input norms
-FINE_TUNE_EPOCHS = 2          # per fine-tuned model, masks fixed
+FINE_TUNE_EPOCHS = 3          # per fine-tuned model, masks fixed
 FINE_TUNE_LR = 1e-3
 FINE_TUNE_IMAGES = None       # None: the whole training split (55,000 images)
 FINE_TUNE_ROW_AT = [0.9]      # Wanda and magnitude, per row, inner layers: fine-tuned at these
-FINE_TUNE_GLOBAL_AT = [0.9, 0.95]  # global magnitude, inner layers: fine-tuned at these
+FINE_TUNE_GLOBAL_AT = [0.9]   # global magnitude and LAMP, inner layers: fine-tuned at these
 BATCH_SIZE = 128
 SEED = 0
 DATA_DIR = None               # None: $COURSE_DATA_DIR or <repo>/data
@@ -151,7 +151,9 @@ pd.DataFrame(order_rows).pivot(index="sparsity", columns="sequential", values="v
 #
 # - **comparison group**: per output row (Wanda's rule, exactly $\lfloor s\cdot\text{fan\_in}\rfloor$
 #   zeros per row), layer-wide (the $\lfloor s\cdot n\rfloor$ lowest of the layer), or global
-#   magnitude (all layers ranked together);
+#   (all layers ranked together) — by plain magnitude, or by **LAMP** (Lee et al. 2021), magnitude
+#   rescaled within each layer, $w_u^2 / \sum_{v \ge u} w_v^2$ over the layer's weights sorted by size,
+#   so that a layer of small weights is not emptied first;
 # - **pruned layers**: `all` Conv2d/Linear layers, or `inner` — the first conv (9 weights per
 #   filter) and the classifier's output layer kept dense (1,498 weights, 0.1% of the model);
 # - **BN re-estimated**: after pruning, the BatchNorm running statistics are recomputed on the
@@ -170,6 +172,7 @@ VARIANTS = {
     "magnitude · layer · inner": dict(method="magnitude", group="layer", layers="inner"),
     "magnitude · global · all": dict(method="magnitude", group="global", layers="all"),
     "magnitude · global · inner": dict(method="magnitude", group="global", layers="inner"),
+    "LAMP · global · inner": dict(method="lamp", group="global", layers="inner"),
 }
 one_shot_records = []  # one results record per pruned model (not saved: no weights file)
 
@@ -278,14 +281,16 @@ nm_table
 #
 # A short fine-tune (AdamW, one-cycle schedule, the rate and epochs in the parameters cell) with
 # the masks re-applied after every optimizer step, so pruned weights stay exactly zero. Fine-tuned
-# (fixed in the parameters cell before any result was seen): Wanda and magnitude per row at
-# `FINE_TUNE_ROW_AT`, global magnitude at `FINE_TUNE_GLOBAL_AT` (inner layers), and Wanda 2:4.
+# (fixed in the parameters cell): Wanda and magnitude per row at `FINE_TUNE_ROW_AT`, global
+# magnitude and global LAMP at `FINE_TUNE_GLOBAL_AT` (inner layers; the target counts *all* weights,
+# the dense first conv and output layer included, so 90% means 90% of the model), and Wanda 2:4.
 
 # %%
 FINE_TUNED = {f"{method}_row_s{round(100 * s)}": dict(method=method, sparsity=s, group="row", layers="inner")
               for s in row_at for method in ("wanda", "magnitude")}
-FINE_TUNED.update({f"magnitude_global_s{round(100 * s)}": dict(method="magnitude", sparsity=s, group="global", layers="inner")
-                   for s in global_at})
+FINE_TUNED.update({f"{method}_global_s{round(100 * s)}": dict(method=method, sparsity=s, group="global", layers="inner",
+                                                              model_wide=True)
+                   for s in global_at for method in ("magnitude", "lamp")})
 FINE_TUNED["wanda_2of4"] = dict(method="wanda", nm=(2, 4), layers=nm_layers)
 tuned, before_ft, ft_seconds = {}, {}, {}
 for name, spec in FINE_TUNED.items():
