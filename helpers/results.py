@@ -102,8 +102,9 @@ def _fmt_latency(latency: dict | None, batch: str) -> str:
 
 def is_saved_model(record: dict) -> bool:
     """A FULL record of a model its own notebook saved (not a re-measured model of another stage)."""
-    weights = record.get("weights_file")
-    return bool(weights) and not record.get("quick") and Path(weights).name[:2] == record["stage"][:2]
+    weights = record.get("weights_file")  # None, or NaN when the record came through a DataFrame
+    return isinstance(weights, str) and bool(weights) and record.get("quick") is not True \
+        and Path(weights).name[:2] == record["stage"][:2]
 
 
 def results_table(records: list[dict]) -> str:

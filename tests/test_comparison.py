@@ -4,12 +4,13 @@ import json
 import pandas as pd
 import pytest
 
-from helpers.comparison import pareto_front, records_frame, topic_of, within_budget
+from helpers.comparison import pareto_front, records_frame, summary_table, topic_of, within_budget
 
 
 def rec(stage, name, acc, size, params, latency=None, **extra):
     return {"stage": stage, "name": name, "method": extra.pop("method", name), "test_accuracy": acc,
             "size_bytes": size, "params_nonzero": params, "weights_file": extra.pop("weights_file", None),
+            "sparsity": 0.0, "weight_bits": 32, "activation_bits": None,
             "latency_ms": latency, **extra}
 
 
@@ -17,7 +18,9 @@ def rec(stage, name, acc, size, params, latency=None, **extra):
 def results_dir(tmp_path):
     files = {
         "01_baseline": [rec("01_baseline", "baseline", 93.5, 1000, 100, {"batch_1": 1.0, "batch_256": 50.0})],
-        "02_l1": [rec("02_l1", "l1_r50", 93.0, 300, 25, {"batch_1": 0.5, "batch_256": 20.0})],
+        "02_l1": [rec("02_l1", "l1_r50", 93.0, 300, 25, {"batch_1": 0.5, "batch_256": 20.0},
+                      weights_file="weights/02_l1_r50.pt"),
+                  rec("02_l1", "baseline again", 93.5, 1000, 100, weights_file="weights/01_baseline.pt")],
         "03_wanda": [rec("03_wanda", "w", 92.0, 1000, 10, method="wanda per-row"),
                      rec("03_wanda", "m", 91.0, 1000, 10, method="magnitude per-row")],
         "05_schedules": [rec("05_schedules", "agp", 93.2, 1000, 5, schedule="agp"),
@@ -58,3 +61,11 @@ def test_topic_of_unknown_stage_falls_back_to_its_name():
 def test_records_frame_without_results_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the notebooks"):
         records_frame(tmp_path)
+
+
+def test_summary_table_lists_each_notebooks_own_saved_models(results_dir):
+    (results_dir / "04_no_weights_key.json").write_text(json.dumps([{"stage": "04_x", "name": "bare",
+                                                                     "test_accuracy": 90.0}]))
+    table = summary_table(records_frame(results_dir))  # weights_file is NaN for the record without it
+    assert list(table["name"]) == ["l1_r50"]
+    assert table.loc[0, "smaller_than_baseline"] == pytest.approx(1000 / 300, abs=0.05)
