@@ -62,6 +62,20 @@ def within_budget(frame: pd.DataFrame, min_accuracy: float) -> dict:
             "fastest": None if timed.empty else timed.loc[timed["latency_b256_ms"].idxmin()]}
 
 
+def same_run_speedup(frame: pd.DataFrame, row: pd.Series) -> float | None:
+    """Batch-256 speed-up of ``row`` over the dense baseline timed in the *same* notebook run (the
+    record's ``baseline_latency_same_run``, else its notebook's re-measured dense record); None when
+    that run timed no baseline. Latencies of different runs are not comparable: machine load moves them."""
+    if pd.isna(row.get("latency_b256_ms")):
+        return None
+    same_run = row.get("baseline_latency_same_run")
+    if isinstance(same_run, dict):
+        return same_run["latency_ms_b256"] / row["latency_b256_ms"]
+    dense = frame[(frame["stage"] == row["stage"]) & frame["method"].str.startswith("none")
+                  & frame["latency_b256_ms"].notna()]
+    return None if dense.empty else float(dense["latency_b256_ms"].iloc[0]) / row["latency_b256_ms"]
+
+
 def frontier_plot(frame: pd.DataFrame, cost: str, label: str, higher_cost_is_better=False,
                   log_x=False, ax=None, highlight=None):
     """All models (colour = notebook topic) with each topic's Pareto frontier as a line."""

@@ -4,7 +4,8 @@ import json
 import pandas as pd
 import pytest
 
-from helpers.comparison import pareto_front, records_frame, summary_table, topic_of, within_budget
+from helpers.comparison import (pareto_front, records_frame, same_run_speedup, summary_table, topic_of,
+                                within_budget)
 
 
 def rec(stage, name, acc, size, params, latency=None, **extra):
@@ -69,3 +70,16 @@ def test_summary_table_lists_each_notebooks_own_saved_models(results_dir):
     table = summary_table(records_frame(results_dir))  # weights_file is NaN for the record without it
     assert list(table["name"]) == ["l1_r50"]
     assert table.loc[0, "smaller_than_baseline"] == pytest.approx(1000 / 300, abs=0.05)
+
+
+def test_speedups_divide_by_the_baseline_timed_in_the_same_run(results_dir):
+    (results_dir / "06_q.json").write_text(json.dumps([
+        rec("06_q", "float", 93.5, 1000, 100, {"batch_1": 1.0, "batch_256": 30.0}, method="none (float32)"),
+        rec("06_q", "int8", 93.3, 250, 100, {"batch_1": 0.5, "batch_256": 3.0}, method="PTQ int8"),
+        rec("06_q", "fast", 93.0, 250, 100, {"batch_1": 0.5, "batch_256": 5.0}, method="x",
+            baseline_latency_same_run={"latency_ms_b1": 1.0, "latency_ms_b256": 40.0})]))
+    frame = records_frame(results_dir).set_index("name", drop=False)
+    assert same_run_speedup(frame, frame.loc["int8"]) == pytest.approx(10.0)  # not 50 / 3 from notebook 01
+    assert same_run_speedup(frame, frame.loc["fast"]) == pytest.approx(8.0)
+    assert same_run_speedup(frame, frame.loc["l1_r50"]) is None            # 02 timed no baseline here
+    assert same_run_speedup(frame, frame.loc["w"]) is None                 # never timed
