@@ -25,7 +25,6 @@ import json
 import lzma
 import os
 import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +35,14 @@ from ..checkpoints import load_state_into
 from ..io_utils import atomic_path
 from ..models import build_model
 from ..quantization.fake import QUANT_LAYERS, dequantize_weight, quant_layers, quantize_model, symmetric_range
+from .framing import checked_payload, frame
 from .packed import pack_bits, unpack_bits
 from .sparse import _relative_gaps
 
 MAGIC = b"CCDCOMP1"
 FORMAT = "compression-course/deep-compressed-v1"
 SUFFIX = ".ccz"
-_HLEN, _PLEN, _CRC = struct.Struct("<I"), struct.Struct("<Q"), struct.Struct("<I")
+_HLEN = struct.Struct("<I")
 
 
 class CompressedFileError(ValueError):
@@ -101,8 +101,7 @@ def encode(qmodel: nn.Module, meta: dict | None = None) -> tuple[bytes, dict]:
     header = json.dumps({"format": FORMAT, "config": qmodel.config.to_dict(), "spec": qmodel.quant_spec.to_dict(),
                          "tensors": table, "meta": dict(meta or {})}, separators=(",", ":")).encode()
     payload = lzma.compress(b"".join(chunks), preset=9 | lzma.PRESET_EXTREME)
-    body = MAGIC + _HLEN.pack(len(header)) + header + _PLEN.pack(len(payload)) + payload
-    data = body + _CRC.pack(zlib.crc32(body))
+    data = frame(MAGIC + _HLEN.pack(len(header)) + header, payload)
     stages["entropy_coded"] = len(data)
     return data, stages
 
@@ -124,18 +123,10 @@ def decode(data: bytes, source: str = "compressed file") -> tuple[dict, bytes]:
         raise CompressedFileError(f"{source} is not a {FORMAT} file (bad magic bytes)")
     (hlen,) = _HLEN.unpack_from(data, len(MAGIC))
     pos = len(MAGIC) + _HLEN.size + hlen
-    if len(data) < pos + _PLEN.size + _CRC.size:
-        raise CompressedFileError(f"{source} is truncated")
-    (plen,) = _PLEN.unpack_from(data, pos)
-    end = pos + _PLEN.size + plen
-    if len(data) != end + _CRC.size:
-        raise CompressedFileError(f"{source} is truncated or has trailing bytes ({len(data)} bytes, "
-                                  f"the header announces {end + _CRC.size})")
-    if zlib.crc32(data[:end]) != _CRC.unpack_from(data, end)[0]:
-        raise CompressedFileError(f"{source} is corrupt (checksum mismatch)")
+    compressed = checked_payload(data, pos, CompressedFileError, source)
     try:
         header = json.loads(data[len(MAGIC) + _HLEN.size:pos].decode())
-        payload = lzma.decompress(data[pos + _PLEN.size:end])
+        payload = lzma.decompress(compressed)
     except (UnicodeDecodeError, json.JSONDecodeError, lzma.LZMAError) as err:
         raise CompressedFileError(f"{source} is corrupt: {err}") from err
     if header.get("format") != FORMAT:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +32,13 @@ from ..io_utils import atomic_path
 from ..models import build_model
 from ..quantization.fake import (QUANT_LAYERS, dequantize_weight, quant_layers, quantize_model,
                                  symmetric_range)
+from .framing import checked_payload, frame
 
 MAGIC = b"CCQPACK\x00"
 VERSION = 1
 FORMAT = "compression-course/packed-v1"
 SUFFIX = ".packed"
 _PREFIX = struct.Struct("<8sHI")
-_PLEN = struct.Struct("<Q")
-_CRC = struct.Struct("<I")
 _DTYPES = {"float32": torch.float32, "int32": torch.int32, "int64": torch.int64, "int8": torch.int8,
            "uint8": torch.uint8, "float64": torch.float64}
 
@@ -109,8 +107,7 @@ def encode(qmodel: nn.Module, meta: dict | None = None) -> bytes:
                          "spec": qmodel.quant_spec.to_dict(), "tensors": table,
                          "meta": dict(meta or {})}, separators=(",", ":")).encode()
     payload = b"".join(chunks)
-    body = _PREFIX.pack(MAGIC, VERSION, len(header)) + header + _PLEN.pack(len(payload)) + payload
-    return body + _CRC.pack(zlib.crc32(body))
+    return frame(_PREFIX.pack(MAGIC, VERSION, len(header)) + header, payload)
 
 
 def save_packed(qmodel: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> Path:
@@ -132,22 +129,14 @@ def decode(data: bytes, source: str = "packed file") -> tuple[dict, bytes]:
     if version != VERSION:
         raise PackedFileError(f"{source} has format version {version}; this loader reads version {VERSION}")
     pos = _PREFIX.size + hlen
-    if len(data) < pos + _PLEN.size + _CRC.size:
-        raise PackedFileError(f"{source} is truncated (header says {hlen} header bytes)")
-    (plen,) = _PLEN.unpack_from(data, pos)
-    end = pos + _PLEN.size + plen
-    if len(data) != end + _CRC.size:
-        raise PackedFileError(f"{source} is truncated or has trailing bytes: {len(data)} bytes, "
-                              f"the header announces {end + _CRC.size}")
-    if zlib.crc32(data[:end]) != _CRC.unpack_from(data, end)[0]:
-        raise PackedFileError(f"{source} is corrupt (checksum mismatch)")
+    payload = checked_payload(data, pos, PackedFileError, source)
     try:
         header = json.loads(data[_PREFIX.size:pos].decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise PackedFileError(f"{source} has an unreadable header: {err}") from err
     if header.get("format") != FORMAT:
         raise PackedFileError(f"{source} is not a {FORMAT} file")
-    return header, data[pos + _PLEN.size:end]
+    return header, payload
 
 
 def _tensor(entry: dict, payload: bytes) -> torch.Tensor:
