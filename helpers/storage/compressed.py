@@ -35,7 +35,7 @@ from ..checkpoints import load_state_into
 from ..io_utils import atomic_path
 from ..models import build_model
 from ..quantization.fake import QUANT_LAYERS, dequantize_weight, quant_layers, quantize_model, symmetric_range
-from .framing import checked_payload, frame
+from .framing import checked_payload, frame, json_header
 from .packed import pack_bits, unpack_bits
 from .sparse import _relative_gaps
 
@@ -124,13 +124,11 @@ def decode(data: bytes, source: str = "compressed file") -> tuple[dict, bytes]:
     (hlen,) = _HLEN.unpack_from(data, len(MAGIC))
     pos = len(MAGIC) + _HLEN.size + hlen
     compressed = checked_payload(data, pos, CompressedFileError, source)
+    header = json_header(data[len(MAGIC) + _HLEN.size:pos], FORMAT, CompressedFileError, source)
     try:
-        header = json.loads(data[len(MAGIC) + _HLEN.size:pos].decode())
         payload = lzma.decompress(compressed)
-    except (UnicodeDecodeError, json.JSONDecodeError, lzma.LZMAError) as err:
+    except lzma.LZMAError as err:
         raise CompressedFileError(f"{source} is corrupt: {err}") from err
-    if header.get("format") != FORMAT:
-        raise CompressedFileError(f"{source} is not a {FORMAT} file")
     return header, payload
 
 

@@ -6,6 +6,7 @@ The prefix (magic bytes, version) belongs to each format; this module writes and
 """
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
@@ -31,3 +32,14 @@ def checked_payload(data: bytes, header_end: int, error: type[Exception], source
     if zlib.crc32(data[:end]) != CHECKSUM.unpack_from(data, end)[0]:
         raise error(f"{source} is corrupt (checksum mismatch)")
     return data[header_end + PAYLOAD_LENGTH.size:end]
+
+
+def json_header(raw: bytes, fmt: str, error: type[Exception], source: str) -> dict:
+    """The JSON header ``raw`` of a file of format ``fmt``; ``error`` when unreadable or of another format."""
+    try:
+        header = json.loads(raw.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise error(f"{source} is corrupt: unreadable header ({err})") from err
+    if not isinstance(header, dict) or header.get("format") != fmt:
+        raise error(f"{source} is not a {fmt} file")
+    return header

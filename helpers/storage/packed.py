@@ -32,7 +32,7 @@ from ..io_utils import atomic_path
 from ..models import build_model
 from ..quantization.fake import (QUANT_LAYERS, dequantize_weight, quant_layers, quantize_model,
                                  symmetric_range)
-from .framing import checked_payload, frame
+from .framing import checked_payload, frame, json_header
 
 MAGIC = b"CCQPACK\x00"
 VERSION = 1
@@ -130,13 +130,7 @@ def decode(data: bytes, source: str = "packed file") -> tuple[dict, bytes]:
         raise PackedFileError(f"{source} has format version {version}; this loader reads version {VERSION}")
     pos = _PREFIX.size + hlen
     payload = checked_payload(data, pos, PackedFileError, source)
-    try:
-        header = json.loads(data[_PREFIX.size:pos].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise PackedFileError(f"{source} has an unreadable header: {err}") from err
-    if header.get("format") != FORMAT:
-        raise PackedFileError(f"{source} is not a {FORMAT} file")
-    return header, payload
+    return json_header(data[_PREFIX.size:pos], FORMAT, PackedFileError, source), payload
 
 
 def _tensor(entry: dict, payload: bytes) -> torch.Tensor:
