@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..models import FashionCNN
+from ..models import FashionCNN, build_model
 
 BIT_WIDTHS = (2, 4, 6, 8)
 CLIP_METHODS = ("max", "mse")
@@ -468,3 +468,10 @@ def bake_weights(qmodel: nn.Module) -> nn.Module:
         if layer.weight_bits is not None:
             layer.weight.copy_(dequantize_weight(layer.weight_codes(), layer.weight_scale))
     return baked
+
+
+def quantized_model_from(config: dict, spec: dict) -> nn.Module:
+    """An untrained quantized model of a saved shape (``config``) and ``QuantSpec.to_dict()`` (``spec``),
+    ready to receive a file's tensors."""
+    return quantize_model(build_model(config), spec["weight_bits"], spec["act_bits"], edge_bits=spec["edge_bits"],
+                          weight_clip=spec["weight_clip"], act_clip=spec["act_clip"])

@@ -33,8 +33,8 @@ from torch import nn
 
 from ..checkpoints import load_state_into
 from ..io_utils import atomic_path
-from ..models import build_model
-from ..quantization.fake import QUANT_LAYERS, dequantize_weight, quant_layers, quantize_model, symmetric_range
+from ..quantization.fake import (QUANT_LAYERS, dequantize_weight, quant_layers, quantized_model_from,
+                                 symmetric_range)
 from .framing import checked_payload, frame, json_header
 from .packed import pack_bits, unpack_bits
 from .sparse import _relative_gaps
@@ -149,9 +149,7 @@ def load_compressed_model(path: str | os.PathLike) -> nn.Module:
     if not path.is_file():
         raise CompressedFileError(f"no compressed model at {path}")
     header, payload = decode(path.read_bytes(), source=str(path))
-    spec = header["spec"]
-    qmodel = quantize_model(build_model(header["config"]), spec["weight_bits"], spec["act_bits"],
-                            edge_bits=spec["edge_bits"], weight_clip=spec["weight_clip"], act_clip=spec["act_clip"])
+    qmodel = quantized_model_from(header["config"], header["spec"])
     try:
         tensors = {e["name"]: _tensor(e, payload) for e in header["tensors"]}
     except ValueError as err:  # unpack_bits on a wrong length, a bad dtype ...

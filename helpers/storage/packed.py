@@ -29,8 +29,7 @@ import torch
 from torch import nn
 
 from ..io_utils import atomic_path
-from ..models import build_model
-from ..quantization.fake import (QUANT_LAYERS, dequantize_weight, quant_layers, quantize_model,
+from ..quantization.fake import (QUANT_LAYERS, dequantize_weight, quant_layers, quantized_model_from,
                                  symmetric_range)
 from .framing import checked_payload, frame, json_header
 
@@ -156,10 +155,7 @@ def load_packed_model(path: str | os.PathLike) -> nn.Module:
     if not path.is_file():
         raise PackedFileError(f"no packed model at {path}")
     header, payload = decode(path.read_bytes(), source=str(path))
-    spec = header["spec"]
-    qmodel = quantize_model(build_model(header["config"]), spec["weight_bits"], spec["act_bits"],
-                            edge_bits=spec["edge_bits"], weight_clip=spec["weight_clip"],
-                            act_clip=spec["act_clip"])
+    qmodel = quantized_model_from(header["config"], header["spec"])
     tensors = {e["name"]: _tensor(e, payload) for e in header["tensors"]}
     codes = {e["name"] for e in header["tensors"] if e["kind"] == "codes"}
     for name in codes:
