@@ -28,3 +28,17 @@ def test_fit_learns_a_separable_task_and_calls_after_step_every_step():
 def test_fit_refuses_zero_epochs():
     with pytest.raises(ValueError, match="epochs"):
         fit(nn.Linear(4, 2), toy_batches(), epochs=0, device="cpu")
+
+
+
+def test_fit_trains_channels_last_and_hands_back_a_contiguous_cnn():
+    from helpers.models import build_model
+
+    torch.manual_seed(0)
+    model, layouts = build_model(), []
+    images, labels = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    model.features[0].conv.register_forward_pre_hook(
+        lambda module, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    fit(model, [(images, labels)] * 2, epochs=1, lr=1e-3, device="cpu")
+    assert layouts == [True, True]  # both training steps ran channels-last (no validation batches here)
+    assert all(p.is_contiguous() for p in model.parameters())  # saved and measured as usual
