@@ -105,9 +105,7 @@ def fit(model: nn.Module, train_batches, val_batches=None, epochs: int = 10, lr:
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     history = History()
     # one bar for the whole run (a bar per epoch would leave a line per epoch in saved notebooks)
-    # a refresh every 2 s, not 10 per second: under papermill every refresh is a message that the
-    # client handles on the cores the training needs
-    with tqdm(total=epochs * len(train_batches), desc=desc, unit="batch", mininterval=2.0) as progress:
+    with tqdm(total=epochs * len(train_batches), desc=desc, unit="batch") as progress:
         for epoch in range(epochs):
             progress.set_description(f"{desc} epoch {epoch + 1}/{epochs}")
             stats = _train_one_epoch(model, train_batches, optimizer, scheduler, criterion, device,
