@@ -30,7 +30,6 @@ def test_fit_refuses_zero_epochs():
         fit(nn.Linear(4, 2), toy_batches(), epochs=0, device="cpu")
 
 
-
 def test_fit_trains_channels_last_and_hands_back_a_contiguous_cnn():
     from helpers.models import build_model
 
