@@ -25,6 +25,19 @@ def pick_device(preferred: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (a CUDA GPU with bf16, or a CPU with AVX512-BF16/AMX).
+
+    Elsewhere bf16 is emulated and slower than float32, so ``fit(bf16=True)`` trains in float32 there.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return False
+
+
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, and torch (CPU and CUDA) for repeatable runs."""
     random.seed(seed)
@@ -88,28 +101,32 @@ def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float):
 
 def fit(model: nn.Module, train_batches, val_batches=None, epochs: int = 10, lr: float = 3e-3,
         weight_decay: float = 5e-4, label_smoothing: float = 0.1, optimizer: str = "adamw", device=None,
-        after_step: Callable[[nn.Module], None] | None = None, desc: str = "train") -> History:
+        after_step: Callable[[nn.Module], None] | None = None, desc: str = "train",
+        bf16: bool = False) -> History:
     """Train with AdamW (or SGD) and a one-cycle learning rate; returns the per-epoch ``History``.
 
     ``after_step(model)`` runs after every optimizer step (e.g. to re-apply pruning masks).
     Training runs in the channels-last memory format (about 1.5x faster convolutions on a CPU here);
     the model is handed back in the default format, so saved files and latencies are unaffected.
+    ``bf16=True`` runs forward and backward under bfloat16 autocast (weights, optimizer and
+    BatchNorm statistics stay float32) where ``bf16_supported(device)``; elsewhere it is ignored.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
-    device = device or pick_device()
+    device = torch.device(device or pick_device())
     model.to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, optimizer, lr, weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=lr, epochs=epochs, steps_per_epoch=len(train_batches), pct_start=0.25)
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and bf16_supported(device))
     history = History()
     # one bar for the whole run (a bar per epoch would leave a line per epoch in saved notebooks)
     with tqdm(total=epochs * len(train_batches), desc=desc, unit="batch") as progress:
         for epoch in range(epochs):
             progress.set_description(f"{desc} epoch {epoch + 1}/{epochs}")
             stats = _train_one_epoch(model, train_batches, optimizer, scheduler, criterion, device,
-                                     after_step, progress)
+                                     after_step, progress, autocast)
             history.train_loss.append(stats["loss"])
             history.train_accuracy.append(stats["accuracy"])
             history.seconds.append(stats["seconds"])
@@ -123,7 +140,7 @@ def fit(model: nn.Module, train_batches, val_batches=None, epochs: int = 10, lr:
     return history
 
 
-def _train_one_epoch(model, batches, optimizer, scheduler, criterion, device, after_step, progress):
+def _train_one_epoch(model, batches, optimizer, scheduler, criterion, device, after_step, progress, autocast):
     import time
 
     model.train()
@@ -132,8 +149,9 @@ def _train_one_epoch(model, batches, optimizer, scheduler, criterion, device, af
         images, labels = images.to(device), labels.to(device)
         if images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)
-        logits = model(images)
-        loss = criterion(logits, labels)
+        with autocast:
+            logits = model(images)
+            loss = criterion(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers.training import accuracy, fit
+from helpers.training import accuracy, bf16_supported, fit
 
 
 def toy_batches(n=256, seed=0):
@@ -41,3 +41,18 @@ def test_fit_trains_channels_last_and_hands_back_a_contiguous_cnn():
     fit(model, [(images, labels)] * 2, epochs=1, lr=1e-3, device="cpu")
     assert layouts == [True, True]  # both training steps ran channels-last (no validation batches here)
     assert all(p.is_contiguous() for p in model.parameters())  # saved and measured as usual
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_fit_runs_convolutions_in_bf16_only_when_asked_and_supported(bf16):
+    from helpers.models import build_model
+
+    torch.manual_seed(0)
+    model, dtypes = build_model(), []
+    images, labels = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    model.features[0].conv.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    fit(model, [(images, labels)] * 2, epochs=1, lr=1e-3, device="cpu", bf16=bf16)
+    expected = torch.bfloat16 if bf16 and bf16_supported(torch.device("cpu")) else torch.float32
+    assert dtypes == [expected, expected]
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay float32
+    assert torch.is_autocast_cpu_enabled() is False  # nothing leaks out of fit
