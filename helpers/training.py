@@ -32,9 +32,13 @@ def bf16_supported(device: torch.device) -> bool:
     """
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        try:  # a T4 only emulates bf16: count native support alone
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # older torch: no emulation to exclude
+            return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        native = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)  # oneDNN's own check
+        return bool(torch.backends.mkldnn.is_available() and native is not None and native())
     return False
 
 
