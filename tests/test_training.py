@@ -55,4 +55,4 @@ def test_fit_runs_convolutions_in_bf16_only_when_asked_and_supported(bf16):
     expected = torch.bfloat16 if bf16 and bf16_supported(torch.device("cpu")) else torch.float32
     assert dtypes == [expected, expected]
     assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay float32
-    assert torch.is_autocast_cpu_enabled() is False  # nothing leaks out of fit
+    assert torch.is_autocast_enabled("cpu") is False  # nothing leaks out of fit
