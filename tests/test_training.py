@@ -30,28 +30,32 @@ def test_fit_refuses_zero_epochs():
         fit(nn.Linear(4, 2), toy_batches(), epochs=0, device="cpu")
 
 
-def test_fit_trains_channels_last_and_hands_back_a_contiguous_cnn():
+def train_course_cnn_two_steps(record, hook="forward_pre", **fit_kwargs):
+    """One epoch of two identical batches through the course CNN, ``record`` hooked on its first conv."""
     from helpers.models import build_model
 
     torch.manual_seed(0)
-    model, layouts = build_model(), []
+    model = build_model()
     images, labels = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
-    model.features[0].conv.register_forward_pre_hook(
+    register = {"forward_pre": model.features[0].conv.register_forward_pre_hook,
+                "forward": model.features[0].conv.register_forward_hook}[hook]
+    register(record)
+    fit(model, [(images, labels)] * 2, epochs=1, lr=1e-3, device="cpu", **fit_kwargs)
+    return model
+
+
+def test_fit_trains_channels_last_and_hands_back_a_contiguous_cnn():
+    layouts = []
+    model = train_course_cnn_two_steps(
         lambda module, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
-    fit(model, [(images, labels)] * 2, epochs=1, lr=1e-3, device="cpu")
     assert layouts == [True, True]  # both training steps ran channels-last (no validation batches here)
     assert all(p.is_contiguous() for p in model.parameters())  # saved and measured as usual
 
 
 @pytest.mark.parametrize("bf16", [False, True])
 def test_fit_runs_convolutions_in_bf16_only_when_asked_and_supported(bf16):
-    from helpers.models import build_model
-
-    torch.manual_seed(0)
-    model, dtypes = build_model(), []
-    images, labels = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
-    model.features[0].conv.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
-    fit(model, [(images, labels)] * 2, epochs=1, lr=1e-3, device="cpu", bf16=bf16)
+    dtypes = []
+    model = train_course_cnn_two_steps(lambda module, args, out: dtypes.append(out.dtype), hook="forward", bf16=bf16)
     expected = torch.bfloat16 if bf16 and bf16_supported(torch.device("cpu")) else torch.float32
     assert dtypes == [expected, expected]
     assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay float32
