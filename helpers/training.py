@@ -77,11 +77,16 @@ def predict(model: nn.Module, batches: Iterable, device=None) -> tuple[torch.Ten
     return torch.cat(logits), torch.cat(labels)
 
 
+def accuracy_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Percent of rows whose highest logit is the label."""
+    return 100.0 * (logits.argmax(1) == labels).float().mean().item()
+
+
 def evaluate(model: nn.Module, batches: Iterable, device=None) -> dict:
     """Accuracy (percent) and mean cross-entropy loss of ``model`` on ``batches``."""
     logits, labels = predict(model, batches, device)
     return {
-        "accuracy": 100.0 * (logits.argmax(1) == labels).float().mean().item(),
+        "accuracy": accuracy_from_logits(logits, labels),
         "loss": nn.functional.cross_entropy(logits, labels).item(),
     }
 

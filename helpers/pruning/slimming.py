@@ -33,6 +33,11 @@ def check_penalty(s: float) -> float:
     return value
 
 
+def gamma_subgradient(grad: Tensor, gamma: Tensor, s: float) -> Tensor:
+    """The gradient of ``loss + s·Σ|γ|``: the loss gradient plus ``s·sign(γ)`` (0 where γ = 0)."""
+    return grad + s * torch.sign(gamma)
+
+
 def add_gamma_l1_hooks(model: FashionCNN, s: float) -> list:
     """Add ``s·sign(γ)`` to the gradient of every BatchNorm γ in ``model``; returns the hook handles.
 
@@ -43,7 +48,7 @@ def add_gamma_l1_hooks(model: FashionCNN, s: float) -> list:
     handles = []
     for bn in model.bn_layers():
         gamma = bn.weight
-        handles.append(gamma.register_hook(lambda grad, g=gamma: grad + s * torch.sign(g.detach())))
+        handles.append(gamma.register_hook(lambda grad, g=gamma: gamma_subgradient(grad, g.detach(), s)))
     return handles
 
 
