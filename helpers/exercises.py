@@ -562,8 +562,7 @@ def _check_global_masks(fn):
         kept_min = min(float(w.abs()[m].min()) for w, m in zip(weights.values(), masks.values()) if m.any())
         removed_max = max(float(w.abs()[~m].max()) for w, m in zip(weights.values(), masks.values()) if (~m).any())
         if removed_max > kept_min:
-            layer_s = {n: round(float((~m).float().mean()), 3) for n, m in masks.items()}
-            if len(set(layer_s.values())) == 1:
+            if all(torch.equal(m, unstructured.layer_mask(w.abs(), s)) for w, m in zip(weights.values(), masks.values())):
                 raise Hint(f"every layer has sparsity {s}: that is a per-layer ranking; rank |w| of all layers "
                            f"together, so layers with small weights lose more ({case})")
             raise Hint(f"a weight with |w| = {removed_max:.4g} was removed while one with |w| = {kept_min:.4g} "
