@@ -11,6 +11,11 @@ from .results import is_saved_model, read_results
 STAGE_NAMES = {"01": "baseline", "02": "L1 filter pruning", "03": "Wanda / magnitude",
                "04": "Network Slimming", "05": "one-shot vs gradual", "06": "quantization",
                "07": "combined"}
+# The method families in a fixed order: a family keeps its colour and marker in every figure,
+# whichever families a figure happens to show.
+TOPICS = ("baseline", "L1 filter pruning", "Wanda", "magnitude (03)", "Network Slimming",
+          "one-shot (05)", "step-by-step / AGP", "quantization", "combined")
+MARKERS = ("*", "o", "s", "D", "^", "v", "P", "X", "p", "h")  # filled markers only (seaborn cannot mix)
 
 
 def topic_of(record: dict) -> str:
@@ -24,10 +29,20 @@ def topic_of(record: dict) -> str:
     return STAGE_NAMES.get(notebook, record["stage"])
 
 
+def topic_styles(topics) -> dict[str, tuple]:
+    """Topic -> (colour, marker), fixed by the topic's place in ``TOPICS`` (topics not listed there
+    follow in sorted order), so that every figure of the comparison draws a method alike."""
+    names = list(TOPICS) + sorted(set(topics) - set(TOPICS))
+    colours = sns.color_palette("tab10", n_colors=10)
+    return {name: (colours[i % len(colours)], MARKERS[i % len(MARKERS)]) for i, name in enumerate(names)}
+
+
 def records_frame(results_dir=REPO_ROOT / "results") -> pd.DataFrame:
     """All records of ``results/*.json`` as a table, with the notebook number, its topic, the
-    latency columns ``latency_b1_ms`` / ``latency_b256_ms`` (NaN where not measured), and
-    ``weights_removed``: the share of the baseline's non-zero parameters gone (zeroed or removed)."""
+    latency columns ``latency_b1_ms`` / ``latency_b256_ms`` (NaN where not measured),
+    ``weights_removed``: the share of the baseline's non-zero parameters gone (zeroed or removed),
+    and ``smallest_file_bytes``: the smallest file the model was saved in (its ``.sparse`` file's
+    ``sparse_size_bytes`` where that is smaller than ``size_bytes``; NaN where nothing was saved)."""
     records = read_results(results_dir)
     if not records:
         raise FileNotFoundError(f"no results in {results_dir}: run the notebooks first")
@@ -40,7 +55,21 @@ def records_frame(results_dir=REPO_ROOT / "results") -> pd.DataFrame:
     baseline = frame.loc[frame["stage"] == "01_baseline", "params_nonzero"]
     if not baseline.empty:  # structured pruning shrinks the model instead of zeroing weights
         frame["weights_removed"] = 1.0 - frame["params_nonzero"] / float(baseline.iloc[0])
+    sizes = frame[[c for c in ("size_bytes", "sparse_size_bytes") if c in frame]].astype(float)
+    frame["smallest_file_bytes"] = sizes.min(axis=1)  # NaN only where no file was saved
     return frame
+
+
+def baseline_accuracy(frame: pd.DataFrame, column: str = "val_accuracy") -> float:
+    """The dense baseline's accuracy in ``column``: from notebook 01's record, else from any record of
+    the same weights file (the notebooks' re-measured baselines); a clear error when none has it."""
+    if column not in frame:
+        raise KeyError(f"no record has {column!r}: re-run the notebooks that record it")
+    dense = frame[(frame["stage"] == "01_baseline") | (frame.get("weights_file") == "weights/01_baseline.pt")]
+    values = dense[column].dropna()
+    if values.empty:
+        raise KeyError(f"no baseline record has {column!r}: re-run notebook 01")
+    return float(values.iloc[0])
 
 
 def pareto_front(frame: pd.DataFrame, cost: str, higher_cost_is_better: bool = False) -> pd.DataFrame:
@@ -53,12 +82,16 @@ def pareto_front(frame: pd.DataFrame, cost: str, higher_cost_is_better: bool = F
     return rows[keep].sort_values(cost)
 
 
-def within_budget(frame: pd.DataFrame, min_accuracy: float) -> dict:
-    """The smallest (bytes on disk) and the fastest (batch-256 latency) model with at least
-    ``min_accuracy`` test accuracy; None where no model qualifies."""
-    ok = frame[frame["test_accuracy"] >= min_accuracy]
-    sized, timed = ok.dropna(subset=["size_bytes"]), ok.dropna(subset=["latency_b256_ms"])
-    return {"smallest": None if sized.empty else sized.loc[sized["size_bytes"].idxmin()],
+def within_budget(frame: pd.DataFrame, min_val_accuracy: float) -> dict:
+    """The smallest (``smallest_file_bytes``) and the fastest (batch-256 latency) model with at least
+    ``min_val_accuracy`` **validation** accuracy; None where no model qualifies. The choice never
+    reads the test set (report the chosen row's ``test_accuracy``); records without
+    ``val_accuracy`` cannot be chosen."""
+    if "val_accuracy" not in frame:
+        return {"smallest": None, "fastest": None}
+    ok = frame[frame["val_accuracy"] >= min_val_accuracy]
+    sized, timed = ok.dropna(subset=["smallest_file_bytes"]), ok.dropna(subset=["latency_b256_ms"])
+    return {"smallest": None if sized.empty else sized.loc[sized["smallest_file_bytes"].idxmin()],
             "fastest": None if timed.empty else timed.loc[timed["latency_b256_ms"].idxmin()]}
 
 
@@ -78,14 +111,18 @@ def same_run_speedup(frame: pd.DataFrame, row: pd.Series) -> float | None:
 
 def frontier_plot(frame: pd.DataFrame, cost: str, label: str, higher_cost_is_better=False,
                   log_x=False, ax=None, highlight=None):
-    """All models (colour = notebook topic) with each topic's Pareto frontier as a line."""
+    """All models (colour and marker = notebook topic, the same in every figure: ``topic_styles``)
+    with each topic's Pareto frontier as a line."""
     rows = frame.dropna(subset=[cost])
     ax = ax or plt.subplots(figsize=(9, 5.5))[1]
-    sns.scatterplot(data=rows, x=cost, y="test_accuracy", hue="topic", style="topic", s=45, alpha=0.6, ax=ax)
-    palette = dict(zip(rows["topic"].unique(), sns.color_palette(n_colors=rows["topic"].nunique())))
+    styles = topic_styles(frame["topic"].unique())
+    shown = [topic for topic in styles if topic in set(rows["topic"])]
+    sns.scatterplot(data=rows, x=cost, y="test_accuracy", hue="topic", style="topic", hue_order=shown,
+                    style_order=shown, palette={t: styles[t][0] for t in shown},
+                    markers={t: styles[t][1] for t in shown}, s=45, alpha=0.6, ax=ax)
     for topic, group in rows.groupby("topic", sort=False):
         front = pareto_front(group, cost, higher_cost_is_better)
-        ax.plot(front[cost], front["test_accuracy"], "-", color=palette[topic], lw=1.5)
+        ax.plot(front[cost], front["test_accuracy"], "-", color=styles[topic][0], lw=1.5)
     if highlight is not None:
         ax.scatter([highlight[cost]], [highlight["test_accuracy"]], s=250, facecolors="none",
                    edgecolors="black", linewidths=2, zorder=5)
@@ -99,10 +136,11 @@ def frontier_plot(frame: pd.DataFrame, cost: str, label: str, higher_cost_is_bet
 def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per saved model (records with a weights file): the models a reader can load."""
     cols = ["notebook", "name", "method", "test_accuracy", "sparsity", "params_nonzero", "weight_bits",
-            "activation_bits", "size_bytes", "latency_b1_ms", "latency_b256_ms", "weights_file"]
+            "activation_bits", "size_bytes", "smallest_file_bytes", "latency_b1_ms", "latency_b256_ms",
+            "weights_file"]
     saved = frame[[is_saved_model(r) for r in frame.to_dict("records")]]
     baseline_size = frame.loc[frame["stage"] == "01_baseline", "size_bytes"]
     table = saved[cols].copy()
     if not baseline_size.empty:
-        table["smaller_than_baseline"] = (float(baseline_size.iloc[0]) / table["size_bytes"]).round(1)
+        table["smaller_than_baseline"] = (float(baseline_size.iloc[0]) / table["smallest_file_bytes"]).round(1)
     return table.reset_index(drop=True)

@@ -163,8 +163,15 @@ class Batches:
             raise ValueError("no images to batch: the data set is empty")
         self.images, self.labels = data.as_float()
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
-        self.erase_prob = erase_prob
+        self.erase_prob, self.seed = erase_prob, seed
         self.generator = torch.Generator().manual_seed(seed)
+
+    def reset(self) -> "Batches":
+        """Restart the shuffling and augmentation from ``seed``: the next pass draws exactly the
+        batches of the first pass again (call it before each of several runs that must see the
+        same images)."""
+        self.generator.manual_seed(self.seed)
+        return self
 
     def __len__(self) -> int:
         return (len(self.labels) + self.batch_size - 1) // self.batch_size

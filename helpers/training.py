@@ -9,8 +9,43 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from tqdm.std import tqdm as text_tqdm
+
+from .widgets import HEADLESS_ENV
 
 DEVICE_ENV = "COURSE_DEVICE"
+
+
+class _Discard:
+    """A file that drops what is written to it (the silent bar's output while it runs)."""
+
+    def write(self, _text):
+        pass
+
+    def flush(self):
+        pass
+
+
+class FinalLineProgress(text_tqdm):
+    """A text tqdm bar that draws nothing while it runs and prints its final state as one line when
+    closed: what a saved notebook should show (a widget bar's saved text is its first frame, '0%')."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, file=_Discard(), mininterval=float("inf"), ascii=False, **kwargs)
+
+    def close(self):
+        if not self.disable:  # tqdm marks a closed bar as disabled: the line is printed once
+            line = str(self)
+            super().close()
+            print(line, flush=True)
+
+
+def progress(total: int, desc: str, unit: str = "batch"):
+    """The progress bar of every training loop: tqdm.auto's live bar in an interactive session; in a
+    headless run (``$COURSE_HEADLESS``, set by ``helpers.run_notebooks``) a ``FinalLineProgress``."""
+    if os.environ.get(HEADLESS_ENV):
+        return FinalLineProgress(total=total, desc=desc, unit=unit)
+    return tqdm(total=total, desc=desc, unit=unit)
 
 
 def pick_device(preferred: str | None = None) -> torch.device:
@@ -131,11 +166,11 @@ def fit(model: nn.Module, train_batches, val_batches=None, epochs: int = 10, lr:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and bf16_supported(device))
     history = History()
     # one bar for the whole run (a bar per epoch would leave a line per epoch in saved notebooks)
-    with tqdm(total=epochs * len(train_batches), desc=desc, unit="batch") as progress:
+    with progress(epochs * len(train_batches), desc) as bar:
         for epoch in range(epochs):
-            progress.set_description(f"{desc} epoch {epoch + 1}/{epochs}")
+            bar.set_description(f"{desc} epoch {epoch + 1}/{epochs}")
             stats = _train_one_epoch(model, train_batches, optimizer, scheduler, criterion, device,
-                                     after_step, progress, autocast)
+                                     after_step, bar, autocast)
             history.train_loss.append(stats["loss"])
             history.train_accuracy.append(stats["accuracy"])
             history.seconds.append(stats["seconds"])
@@ -144,7 +179,7 @@ def fit(model: nn.Module, train_batches, val_batches=None, epochs: int = 10, lr:
                 history.val_loss.append(val["loss"])
                 history.val_accuracy.append(val["accuracy"])
                 model.train()
-                progress.set_postfix(loss=f"{stats['loss']:.3f}", val_acc=f"{val['accuracy']:.2f}")
+                bar.set_postfix(loss=f"{stats['loss']:.3f}", val_acc=f"{val['accuracy']:.2f}")
     model.to(memory_format=torch.contiguous_format).eval()
     return history
 

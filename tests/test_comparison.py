@@ -4,8 +4,8 @@ import json
 import pandas as pd
 import pytest
 
-from helpers.comparison import (pareto_front, records_frame, same_run_speedup, summary_table, topic_of,
-                                within_budget)
+from helpers.comparison import (TOPICS, baseline_accuracy, pareto_front, records_frame, same_run_speedup,
+                                summary_table, topic_of, topic_styles, within_budget)
 
 
 def rec(stage, name, acc, size, params, latency=None, **extra):
@@ -18,9 +18,10 @@ def rec(stage, name, acc, size, params, latency=None, **extra):
 @pytest.fixture
 def results_dir(tmp_path):
     files = {
-        "01_baseline": [rec("01_baseline", "baseline", 93.5, 1000, 100, {"batch_1": 1.0, "batch_256": 50.0})],
+        "01_baseline": [rec("01_baseline", "baseline", 93.5, 1000, 100, {"batch_1": 1.0, "batch_256": 50.0},
+                            val_accuracy=94.0)],
         "02_l1": [rec("02_l1", "l1_r50", 93.0, 300, 25, {"batch_1": 0.5, "batch_256": 20.0},
-                      weights_file="weights/02_l1_r50.pt"),
+                      weights_file="weights/02_l1_r50.pt", val_accuracy=93.6),
                   rec("02_l1", "baseline again", 93.5, 1000, 100, weights_file="weights/01_baseline.pt")],
         "03_wanda": [rec("03_wanda", "w", 92.0, 1000, 10, method="wanda per-row"),
                      rec("03_wanda", "m", 91.0, 1000, 10, method="magnitude per-row")],
@@ -50,9 +51,45 @@ def test_pareto_front_drops_exactly_the_dominated_rows():
 
 def test_within_budget_picks_smallest_and_fastest_above_the_accuracy(results_dir):
     frame = records_frame(results_dir)
-    best = within_budget(frame, 92.9)
+    best = within_budget(frame, 93.5)
     assert best["smallest"]["name"] == "l1_r50" and best["fastest"]["name"] == "l1_r50"
     assert within_budget(frame, 99.0) == {"smallest": None, "fastest": None}
+
+
+def test_within_budget_chooses_on_validation_never_on_test(results_dir):
+    (results_dir / "07_c.json").write_text(json.dumps([
+        rec("07_c", "test_lucky", 93.4, 100, 20, {"batch_1": 0.1, "batch_256": 2.0}, val_accuracy=92.0),
+        rec("07_c", "no_val", 93.4, 50, 20, {"batch_1": 0.1, "batch_256": 1.0})]))
+    best = within_budget(records_frame(results_dir), baseline_accuracy(records_frame(results_dir)) - 1.0)
+    assert best["smallest"]["name"] == "l1_r50" and best["fastest"]["name"] == "l1_r50"
+
+
+def test_smallest_file_counts_the_sparse_file(results_dir):
+    (results_dir / "03_s.json").write_text(json.dumps([
+        rec("03_s", "sparse90", 93.0, 1000, 10, method="magnitude per-row", sparse_size_bytes=120,
+            val_accuracy=93.8)]))
+    frame = records_frame(results_dir).set_index("name", drop=False)
+    assert frame.loc["sparse90", "smallest_file_bytes"] == 120
+    assert frame.loc["l1_r50", "smallest_file_bytes"] == 300 and frame.loc["os0", "smallest_file_bytes"] == 1000
+    assert within_budget(frame, 93.5)["smallest"]["name"] == "sparse90"
+
+
+def test_baseline_accuracy_falls_back_to_a_re_measured_baseline(results_dir):
+    frame = records_frame(results_dir)
+    assert baseline_accuracy(frame) == 94.0
+    frame.loc[frame["stage"] == "01_baseline", "val_accuracy"] = float("nan")
+    frame.loc[frame["name"] == "baseline again", "val_accuracy"] = 94.2
+    assert baseline_accuracy(frame) == 94.2
+    with pytest.raises(KeyError, match="val_accuracy"):
+        baseline_accuracy(frame.drop(columns="val_accuracy"))
+
+
+def test_each_topic_keeps_its_style_whatever_else_is_shown():
+    every = topic_styles(TOPICS)
+    some = topic_styles(["quantization", "combined", "09_new"])
+    assert all(some[t] == every[t] for t in ("quantization", "combined"))
+    assert len({every[t][0] for t in TOPICS}) == len(TOPICS) and len({every[t][1] for t in TOPICS}) == len(TOPICS)
+    assert some["09_new"] not in every.values()
 
 
 def test_topic_of_unknown_stage_falls_back_to_its_name():

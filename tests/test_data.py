@@ -66,3 +66,14 @@ def test_random_erasing_blanks_one_rectangle_per_chosen_image():
     share = (erased > 0).float().mean()
     assert 0.35 < share < 0.65
     assert erased.max() <= 0.3 * 28 * 28 and erased[erased > 0].min() >= 1
+
+
+def test_reset_batches_repeat_the_first_pass_exactly():
+    from helpers.data import Batches, ImageSet
+    data = ImageSet(torch.randint(0, 256, (50, 28, 28), dtype=torch.uint8), torch.arange(50) % 10)
+    batches = Batches(data, 16, shuffle=True, augment=True, seed=3, erase_prob=0.5)
+    first = [(x.clone(), y.clone()) for x, y in batches]
+    second = list(batches)
+    assert not all(torch.equal(a[1], b[1]) for a, b in zip(first, second))  # a plain second pass differs
+    again = list(batches.reset())
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))

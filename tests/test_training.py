@@ -60,3 +60,27 @@ def test_fit_runs_convolutions_in_bf16_only_when_asked_and_supported(bf16):
     assert dtypes == [expected, expected]
     assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay float32
     assert torch.is_autocast_enabled("cpu") is False  # nothing leaks out of fit
+
+
+def test_headless_progress_prints_only_its_final_state_once(monkeypatch, capsys):
+    from helpers.training import progress
+    from helpers.widgets import HEADLESS_ENV
+    monkeypatch.setenv(HEADLESS_ENV, "1")
+    with progress(6, "train") as bar:
+        for epoch in range(2):
+            bar.set_description(f"train epoch {epoch + 1}/2")
+            bar.update(3)
+            bar.set_postfix(val_acc="91.50")
+    bar.close()  # a second close (as __del__ does) prints nothing more
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "train epoch 2/2" in lines[0] and "100%" in lines[0]
+    assert "6/6" in lines[0] and "val_acc=91.50" in lines[0]
+
+
+def test_headless_fit_leaves_one_line_per_run(monkeypatch, capsys):
+    from helpers.widgets import HEADLESS_ENV
+    monkeypatch.setenv(HEADLESS_ENV, "1")
+    fit(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), toy_batches(), toy_batches(), epochs=2, device="cpu", desc="toy")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("toy epoch 2/2: 100%") and "16/16" in lines[0]
+    assert "val_acc=" in lines[0]
