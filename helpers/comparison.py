@@ -53,10 +53,12 @@ def pareto_front(frame: pd.DataFrame, cost: str, higher_cost_is_better: bool = F
     return rows[keep].sort_values(cost)
 
 
-def within_budget(frame: pd.DataFrame, min_accuracy: float) -> dict:
+def within_budget(frame: pd.DataFrame, min_accuracy: float, by: str = "test_accuracy") -> dict:
     """The smallest (bytes on disk) and the fastest (batch-256 latency) model with at least
-    ``min_accuracy`` test accuracy; None where no model qualifies."""
-    ok = frame[frame["test_accuracy"] >= min_accuracy]
+    ``min_accuracy`` in column ``by`` (test accuracy unless told); None where no model qualifies."""
+    if by not in frame:
+        raise KeyError(f"no column {by!r} to select on; columns: {list(frame.columns)}")
+    ok = frame[frame[by] >= min_accuracy]
     sized, timed = ok.dropna(subset=["size_bytes"]), ok.dropna(subset=["latency_b256_ms"])
     return {"smallest": None if sized.empty else sized.loc[sized["size_bytes"].idxmin()],
             "fastest": None if timed.empty else timed.loc[timed["latency_b256_ms"].idxmin()]}

@@ -418,11 +418,12 @@ def _as_batches(data) -> Iterable[Tensor]:
 
 
 @torch.no_grad()
-def calibrate(qmodel: nn.Module, data) -> nn.Module:
+def calibrate(qmodel: nn.Module, data, search_weight_clip: bool = True) -> nn.Module:
     """Observe activations on ``data`` (training images: a tensor or batches), fix the qparams.
 
-    Also fixes the per-channel weight scales from the current weights. Raises ValueError when
-    ``data`` holds no image.
+    Also fixes the weight scales from the current weights (``search_weight_clip``: re-choosing the
+    clipping ratios, which ``quantize_model`` has just done for unchanged weights). Raises
+    ValueError when ``data`` holds no image.
     """
     layers = quant_layers(qmodel)
     if not layers:
@@ -430,7 +431,7 @@ def calibrate(qmodel: nn.Module, data) -> nn.Module:
     was_training = qmodel.training
     qmodel.eval()
     for layer in layers.values():
-        layer.update_weight_scale(search=True)
+        layer.update_weight_scale(search=search_weight_clip)
         layer.input_quant.observing, layer.input_quant._samples, layer.input_quant._rng = True, [], None
     seen = 0
     try:
@@ -451,7 +452,9 @@ def calibrate(qmodel: nn.Module, data) -> nn.Module:
 
 def ptq(model: FashionCNN, calibration_data, weight_bits, act_bits, **kwargs) -> FashionCNN:
     """Post-training quantization: ``quantize_model`` then ``calibrate`` (no training)."""
-    return calibrate(quantize_model(model, weight_bits, act_bits, **kwargs), calibration_data)
+    # the clipping ratios were chosen for these very weights when the layers were built
+    return calibrate(quantize_model(model, weight_bits, act_bits, **kwargs), calibration_data,
+                     search_weight_clip=False)
 
 
 def qat(qmodel: FashionCNN, train_batches, epochs: int = 1, lr: float = 5e-4, **fit_kwargs):
