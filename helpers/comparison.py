@@ -82,14 +82,14 @@ def pareto_front(frame: pd.DataFrame, cost: str, higher_cost_is_better: bool = F
     return rows[keep].sort_values(cost)
 
 
-def within_budget(frame: pd.DataFrame, min_val_accuracy: float) -> dict:
+def within_budget(frame: pd.DataFrame, min_accuracy: float, by: str = "val_accuracy") -> dict:
     """The smallest (``smallest_file_bytes``) and the fastest (batch-256 latency) model with at least
-    ``min_val_accuracy`` **validation** accuracy; None where no model qualifies. The choice never
-    reads the test set (report the chosen row's ``test_accuracy``); records without
-    ``val_accuracy`` cannot be chosen."""
-    if "val_accuracy" not in frame:
+    ``min_accuracy`` in column ``by`` -- **validation** accuracy unless told, so the choice never reads
+    the test set (report the chosen row's ``test_accuracy``); records without it cannot be chosen.
+    None where no model qualifies."""
+    if by not in frame:
         return {"smallest": None, "fastest": None}
-    ok = frame[frame["val_accuracy"] >= min_val_accuracy]
+    ok = frame[frame[by] >= min_accuracy]
     sized, timed = ok.dropna(subset=["smallest_file_bytes"]), ok.dropna(subset=["latency_b256_ms"])
     return {"smallest": None if sized.empty else sized.loc[sized["smallest_file_bytes"].idxmin()],
             "fastest": None if timed.empty else timed.loc[timed["latency_b256_ms"].idxmin()]}

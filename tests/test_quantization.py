@@ -137,6 +137,21 @@ def test_ste_gradient_is_one_inside_the_range_and_zero_outside():
     assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]  # range [0, 1.5]
 
 
+def test_per_tensor_weights_share_one_scale_that_covers_the_largest_channel(random_model):
+    per_channel = quant_layers(quantize_model(random_model, 4, None, weight_clip="max"))
+    per_tensor = quant_layers(quantize_model(random_model, 4, None, weight_clip="max", weight_granularity="tensor"))
+    for name, layer in per_tensor.items():
+        scales = layer.weight_scale
+        assert torch.all(scales == scales[0]), name  # one scale for the layer
+        assert torch.isclose(scales[0], per_channel[name].weight_scale.max()), name  # max covers every channel
+        values = torch.unique(layer.quantized_weight().detach().abs())  # |q| * s: at most 2^(b-1) values in all
+        assert len(values) <= 2 ** (layer.weight_bits - 1) < len(torch.unique(per_channel[name].quantized_weight().detach().abs()))
+    assert quantize_model(random_model, 4, 4, weight_granularity="tensor").quant_spec.label == "W4A4 per-tensor"
+    assert "weight_granularity" not in quantize_model(random_model, 4, 4).quant_spec.to_dict()  # old files unchanged
+    with pytest.raises(ValueError, match="granularity"):
+        quantize_model(random_model, 4, 4, weight_granularity="row")
+
+
 def test_edge_layers_keep_8_bits_by_default_and_follow_the_bits_when_asked(random_model):
     q = quantize_model(random_model, 2, 2)
     layers = list(quant_layers(q).values())

@@ -6,7 +6,8 @@ A real number ``x`` is stored as an integer code ``q`` with a **scale** ``s`` an
     q = clamp(round(x / s) + z, q_min, q_max)          x_hat = s * (q - z)
 
 - **Weights**: symmetric (``z = 0``), *narrow* range ``q in [-(2^(b-1) - 1), 2^(b-1) - 1]``, i.e.
-  ``2^b - 1`` levels, one scale **per output channel** (per row of a Linear, per filter of a conv).
+  ``2^b - 1`` levels, one scale **per output channel** (per row of a Linear, per filter of a conv),
+  or, with ``weight_granularity="tensor"``, one scale for the whole layer (for comparison).
   Zero is exactly representable, and the range is symmetric so ``-w`` quantizes to ``-q``.
 - **Activations**: asymmetric/unsigned, one scale and zero-point **per tensor**,
   ``q in [0, 2^b - 1]``. After a ReLU the minimum is 0, so ``z = 0`` and every level is spent on
@@ -42,6 +43,7 @@ from ..models import FashionCNN, build_model
 
 BIT_WIDTHS = (2, 4, 6, 8)
 CLIP_METHODS = ("max", "mse")
+GRANULARITIES = ("channel", "tensor")  # weight scales: one per output channel, or one per layer
 MSE_RATIOS = torch.linspace(0.2, 1.0, 41)  # candidate clipping ratios of the max, for "mse"
 
 
@@ -73,6 +75,12 @@ def _check_clip(clip: str) -> str:
     if clip not in CLIP_METHODS:
         raise ValueError(f"clip must be one of {CLIP_METHODS}, got {clip!r}")
     return clip
+
+
+def _check_granularity(granularity: str) -> str:
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"weight granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    return granularity
 
 
 @torch.no_grad()
@@ -254,12 +262,15 @@ class _QuantMixin:
 
     The clipping ratios (buffer ``weight_clip_ratio``) are chosen at construction and calibration;
     the weight scales (buffer ``weight_scale``) follow the weights at every training step (QAT) and
-    stay fixed in eval mode, so eval outputs are deterministic.
+    stay fixed in eval mode, so eval outputs are deterministic. ``weight_granularity="tensor"``:
+    one scale (and clipping ratio) for the whole layer, repeated in every channel's slot.
     """
 
-    def _setup(self, weight_bits, act_bits, weight_clip, act_clip, non_negative_input):
+    def _setup(self, weight_bits, act_bits, weight_clip, act_clip, non_negative_input,
+               weight_granularity="channel"):
         self.weight_bits = check_bits(weight_bits, "weight bits", allow_float=True)
         self.weight_clip = _check_clip(weight_clip)
+        self.weight_granularity = _check_granularity(weight_granularity)
         self.input_quant = ActQuant(act_bits, act_clip, non_negative=non_negative_input)
         self.register_buffer("weight_scale", torch.ones(self.weight.shape[0]))
         self.register_buffer("weight_clip_ratio", torch.ones(self.weight.shape[0]))
@@ -270,9 +281,13 @@ class _QuantMixin:
         """Scales from the current weights; ``search``: also re-choose the clipping ratios (MSE)."""
         if self.weight_bits is None:
             return
+        per_tensor = self.weight_granularity == "tensor"
+        weight = self.weight.reshape(1, -1) if per_tensor else self.weight  # one "channel": the layer
         if search:
-            self.weight_clip_ratio.copy_(clip_ratios(self.weight, self.weight_bits, self.weight_clip))
-        self.weight_scale.copy_(weight_scales(self.weight, self.weight_bits, ratios=self.weight_clip_ratio))
+            self.weight_clip_ratio.copy_(clip_ratios(weight, self.weight_bits, self.weight_clip)
+                                         .expand_as(self.weight_clip_ratio))
+        ratios = self.weight_clip_ratio[:1] if per_tensor else self.weight_clip_ratio
+        self.weight_scale.copy_(weight_scales(weight, self.weight_bits, ratios=ratios).expand_as(self.weight_scale))
 
     def quantized_weight(self) -> Tensor:
         if self.weight_bits is None:
@@ -292,11 +307,11 @@ class QuantConv2d(_QuantMixin, nn.Conv2d):
     """A Conv2d whose input and weights are fake-quantized (see module docstring)."""
 
     def __init__(self, conv: nn.Conv2d, weight_bits, act_bits, weight_clip="mse", act_clip="mse",
-                 non_negative_input=True):
+                 non_negative_input=True, weight_granularity="channel"):
         nn.Conv2d.__init__(self, conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
                            conv.padding, conv.dilation, conv.groups, bias=conv.bias is not None)
         self.load_state_dict(conv.state_dict())
-        self._setup(weight_bits, act_bits, weight_clip, act_clip, non_negative_input)
+        self._setup(weight_bits, act_bits, weight_clip, act_clip, non_negative_input, weight_granularity)
 
     def forward(self, x):
         return self._conv_forward(self.input_quant(x), self.quantized_weight(), self.bias)
@@ -306,10 +321,10 @@ class QuantLinear(_QuantMixin, nn.Linear):
     """A Linear whose input and weights are fake-quantized (see module docstring)."""
 
     def __init__(self, linear: nn.Linear, weight_bits, act_bits, weight_clip="mse", act_clip="mse",
-                 non_negative_input=True):
+                 non_negative_input=True, weight_granularity="channel"):
         nn.Linear.__init__(self, linear.in_features, linear.out_features, bias=linear.bias is not None)
         self.load_state_dict(linear.state_dict())
-        self._setup(weight_bits, act_bits, weight_clip, act_clip, non_negative_input)
+        self._setup(weight_bits, act_bits, weight_clip, act_clip, non_negative_input, weight_granularity)
 
     def forward(self, x):
         return F.linear(self.input_quant(x), self.quantized_weight(), self.bias)
@@ -327,12 +342,13 @@ class QuantSpec:
     edge_bits: int | None = 8
     weight_clip: str = "mse"
     act_clip: str = "mse"
+    weight_granularity: str = "channel"
 
     def __post_init__(self):
         check_bits(self.weight_bits, "weight_bits", allow_float=True)
         check_bits(self.act_bits, "act_bits", allow_float=True)
         check_bits(self.edge_bits, "edge_bits", allow_float=True)
-        _check_clip(self.weight_clip), _check_clip(self.act_clip)
+        _check_clip(self.weight_clip), _check_clip(self.act_clip), _check_granularity(self.weight_granularity)
         if self.weight_bits is None and self.act_bits is None:
             raise ValueError("quantize weights, activations or both: weight_bits and act_bits are both None")
 
@@ -344,21 +360,29 @@ class QuantSpec:
         return self.weight_bits, self.act_bits
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        """The fields as a dict; ``weight_granularity`` only when not the default ("channel"), so
+        files written before the option existed and files written now agree byte for byte."""
+        fields = dict(self.__dict__)
+        if fields["weight_granularity"] == "channel":
+            del fields["weight_granularity"]
+        return fields
 
     @property
     def label(self) -> str:
-        return f"W{self.weight_bits or 'f'}A{self.act_bits or 'f'}"
+        per_tensor = " per-tensor" if self.weight_granularity == "tensor" and self.weight_bits else ""
+        return f"W{self.weight_bits or 'f'}A{self.act_bits or 'f'}{per_tensor}"
 
 
 def quantize_model(model: FashionCNN, weight_bits: int | None, act_bits: int | None,
-                   edge_bits: int | None = 8, weight_clip: str = "mse", act_clip: str = "mse") -> FashionCNN:
+                   edge_bits: int | None = 8, weight_clip: str = "mse", act_clip: str = "mse",
+                   weight_granularity: str = "channel") -> FashionCNN:
     """A fake-quantized copy of ``model`` (BN folded, layers swapped); calibrate it before use.
 
     ``weight_bits``/``act_bits`` in 2..8 or None (float); ``edge_bits``: bits of the first conv and
-    the last Linear (None: same as the others).
+    the last Linear (None: same as the others); ``weight_granularity``: ``"channel"`` (one weight
+    scale per output channel) or ``"tensor"`` (one per layer).
     """
-    spec = QuantSpec(weight_bits, act_bits, edge_bits, weight_clip, act_clip)
+    spec = QuantSpec(weight_bits, act_bits, edge_bits, weight_clip, act_clip, weight_granularity)
     if quant_layers(model):
         raise ValueError("the model is already quantized: start from the float model")
     qmodel = fold_batchnorm(model)
@@ -368,7 +392,7 @@ def quantize_model(model: FashionCNN, weight_bits: int | None, act_bits: int | N
         cls = QuantConv2d if isinstance(getattr(block, name), nn.Conv2d) else QuantLinear
         # the first layer sees the normalised image (signed); every other input follows a ReLU
         setattr(block, name, cls(getattr(block, name), w_bits, a_bits, weight_clip, act_clip,
-                                 non_negative_input=i > 0))
+                                 non_negative_input=i > 0, weight_granularity=weight_granularity))
     qmodel.quant_spec = spec
     return qmodel.eval()
 
@@ -394,11 +418,12 @@ def _as_batches(data) -> Iterable[Tensor]:
 
 
 @torch.no_grad()
-def calibrate(qmodel: nn.Module, data) -> nn.Module:
+def calibrate(qmodel: nn.Module, data, search_weight_clip: bool = True) -> nn.Module:
     """Observe activations on ``data`` (training images: a tensor or batches), fix the qparams.
 
-    Also fixes the per-channel weight scales from the current weights. Raises ValueError when
-    ``data`` holds no image.
+    Also fixes the weight scales from the current weights (``search_weight_clip``: re-choosing the
+    clipping ratios, which ``quantize_model`` has just done for unchanged weights). Raises
+    ValueError when ``data`` holds no image.
     """
     layers = quant_layers(qmodel)
     if not layers:
@@ -406,7 +431,7 @@ def calibrate(qmodel: nn.Module, data) -> nn.Module:
     was_training = qmodel.training
     qmodel.eval()
     for layer in layers.values():
-        layer.update_weight_scale(search=True)
+        layer.update_weight_scale(search=search_weight_clip)
         layer.input_quant.observing, layer.input_quant._samples, layer.input_quant._rng = True, [], None
     seen = 0
     try:
@@ -427,7 +452,9 @@ def calibrate(qmodel: nn.Module, data) -> nn.Module:
 
 def ptq(model: FashionCNN, calibration_data, weight_bits, act_bits, **kwargs) -> FashionCNN:
     """Post-training quantization: ``quantize_model`` then ``calibrate`` (no training)."""
-    return calibrate(quantize_model(model, weight_bits, act_bits, **kwargs), calibration_data)
+    # the clipping ratios were chosen for these very weights when the layers were built
+    return calibrate(quantize_model(model, weight_bits, act_bits, **kwargs), calibration_data,
+                     search_weight_clip=False)
 
 
 def qat(qmodel: FashionCNN, train_batches, epochs: int = 1, lr: float = 5e-4, **fit_kwargs):
@@ -474,4 +501,5 @@ def quantized_model_from(config: dict, spec: dict) -> nn.Module:
     """An untrained quantized model of a saved shape (``config``) and ``QuantSpec.to_dict()`` (``spec``),
     ready to receive a file's tensors."""
     return quantize_model(build_model(config), spec["weight_bits"], spec["act_bits"], edge_bits=spec["edge_bits"],
-                          weight_clip=spec["weight_clip"], act_clip=spec["act_clip"])
+                          weight_clip=spec["weight_clip"], act_clip=spec["act_clip"],
+                          weight_granularity=spec.get("weight_granularity", "channel"))
