@@ -230,8 +230,11 @@ def move_by_drag(page, slider, fraction: float = 0.25, timeout_ms: int = 30_000)
 
 
 def readout_text(page, index: int = 0) -> str:
-    """The text of the ``index``-th readout (``.course-readout``) on the page."""
-    return page.locator(READOUT).nth(index).inner_text().strip()
+    """The text of the ``index``-th readout: a ``.course-readout`` widget, else an HTML/Label widget."""
+    readouts = page.locator(READOUT)
+    if not readouts.count():
+        readouts = page.locator(".jp-OutputArea .widget-html-content")
+    return readouts.nth(index).inner_text().strip()
 
 
 def wait_for_readout_change(page, before: str, index: int = 0, timeout_ms: int = 30_000) -> str:
@@ -251,7 +254,7 @@ def figures_following(slider) -> int:
 
 def widget_errors(page) -> list[str]:
     """Widget errors and tracebacks shown anywhere in the notebook's outputs."""
-    text = page.locator(".jp-NotebookPanel .jp-Notebook").inner_text()
+    text = "\n".join(page.locator(".jp-NotebookPanel .jp-OutputArea").all_inner_texts())
     found = [e for e in WIDGET_ERRORS if e in text]
     stderr = page.locator(".jp-NotebookPanel [data-mime-type='application/vnd.jupyter.stderr']")
     found += [f"stderr: {t[:300]}" for t in stderr.all_inner_texts() if "Error" in t]

@@ -63,6 +63,11 @@ def test_the_harness_moves_a_fixture_slider_by_keyboard_and_by_drag(tmp_path, br
         page = jb.open_notebook(browser, lab, FIXTURE)
         jb.run_all_cells(page)
         seen = check_live_view(page, "fixture")
+        # the error detector sees what a front end shows for a broken widget
+        page.evaluate("""() => document.querySelector('.jp-OutputArea-output').insertAdjacentHTML(
+                            'beforeend', '<pre>[Open Browser Console for more detailed log - Double click to close '
+                                         + 'this message] Model not found</pre>')""")
+        assert jb.widget_errors(page) == ["Model not found"]
         page.close()
     assert seen["values"][:2] == ["0.50", "0.55"], "ArrowRight moves by one step"
     assert "at sparsity 0.55" in seen["readouts"][1]
