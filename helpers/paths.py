@@ -1,8 +1,14 @@
 """Where things live: the repository root and its data, figures, weights and results folders.
 
-FULL runs write into the committed folders of the repository. QUICK runs (tests, CI, a reader
-trying things out) write into an ignored ``.quick/`` folder, or wherever the environment variable
-``COURSE_OUTPUT_DIR`` points, so they never overwrite the committed FULL outputs.
+A notebook runs in one of three modes (``run_mode``):
+
+- ``explore`` (the default: a person running the notebook): loads the committed weights and
+  results, computes little, writes into the ignored ``.explore/`` folder;
+- ``quick`` (tests, CI: ``QUICK = True``): tiny subsets, writes into the ignored ``.quick/``;
+- ``full`` (the batch runner sets ``COURSE_MODE=full``): the real experiment, writes into the
+  committed folders of the repository.
+
+``$COURSE_OUTPUT_DIR``, when set, replaces the output folder of any mode.
 """
 from __future__ import annotations
 
@@ -16,6 +22,23 @@ SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 
 DATA_ENV = "COURSE_DATA_DIR"
 OUTPUT_ENV = "COURSE_OUTPUT_DIR"
+MODE_ENV = "COURSE_MODE"
+MODES = ("explore", "quick", "full")
+ENV_MODES = ("explore", "full")  # the values $COURSE_MODE may take (QUICK is a notebook parameter)
+MODE_OUTPUT_ROOTS = {"explore": REPO_ROOT / ".explore", "quick": REPO_ROOT / ".quick", "full": REPO_ROOT}
+
+
+def run_mode(quick: bool) -> str:
+    """The mode of a run: ``"quick"`` when ``quick``, else ``$COURSE_MODE`` (explore|full), default explore."""
+    if quick:
+        return "quick"
+    value = os.environ.get(MODE_ENV, "").strip()
+    if not value:
+        return "explore"
+    if value not in ENV_MODES:
+        raise ValueError(f"${MODE_ENV}={value!r} is not a mode: use one of {', '.join(ENV_MODES)} "
+                         f"(or unset it for explore; QUICK runs set QUICK = True instead)")
+    return value
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -32,7 +55,11 @@ class OutputDirs:
     """The three output folders of one run (created on first use)."""
 
     root: Path
-    quick: bool
+    mode: str
+
+    @property
+    def quick(self) -> bool:
+        return self.mode == "quick"
 
     @property
     def figures(self) -> Path:
@@ -52,11 +79,22 @@ class OutputDirs:
         return path
 
 
-def output_dirs(quick: bool) -> OutputDirs:
-    """Output folders for a run: ``$COURSE_OUTPUT_DIR``, else ``.quick/`` (QUICK) or the repo (FULL)."""
+def output_dirs(quick_or_mode: bool | str) -> OutputDirs:
+    """Output folders for a run: ``$COURSE_OUTPUT_DIR``, else by mode (explore ``.explore/``,
+    quick ``.quick/``, full the repository).
+
+    ``quick_or_mode`` is a mode name or the notebook's ``QUICK`` flag (resolved by ``run_mode``).
+    """
+    if isinstance(quick_or_mode, bool):
+        mode = run_mode(quick_or_mode)
+    elif quick_or_mode in MODES:
+        mode = quick_or_mode
+    else:
+        raise ValueError(f"output_dirs: {quick_or_mode!r} is neither QUICK (True/False) nor a mode "
+                         f"({', '.join(MODES)})")
     if os.environ.get(OUTPUT_ENV):
-        return OutputDirs(Path(os.environ[OUTPUT_ENV]), quick)
-    return OutputDirs(REPO_ROOT / ".quick" if quick else REPO_ROOT, quick)
+        return OutputDirs(Path(os.environ[OUTPUT_ENV]), mode)
+    return OutputDirs(MODE_OUTPUT_ROOTS[mode], mode)
 
 
 def find_weights(filename: str, outputs: OutputDirs) -> Path | None:

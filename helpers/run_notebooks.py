@@ -2,26 +2,51 @@
 
     python -m helpers.run_notebooks              # FULL: the real experiments, committed outputs
     python -m helpers.run_notebooks --quick      # QUICK: tiny subsets, outputs into .quick/
+    python -m helpers.run_notebooks --explore    # explore: a person's path, outputs into .explore/
     python -m helpers.run_notebooks --only 01,03
 
-Executed copies go to ``.runs/<mode>/`` (ignored by git). With ``--in-place`` (FULL only) the
-executed notebooks replace the sources, so the committed notebooks carry the outputs of the run
-that produced the committed results. A failing cell stops the run with a non-zero exit that names
-the notebook and the cell.
+The mode reaches the notebook without touching the committed text: FULL and explore through the
+kernel's environment (``COURSE_MODE``, read by ``helpers.paths.run_mode``), QUICK through an
+injected ``QUICK = True`` (QUICK notebooks are never committed). Every run is headless
+(``COURSE_HEADLESS``); neither variable leaks into the calling process.
+
+Executed copies go to ``.runs/<mode>/`` (ignored by git), without the stale ``metadata.widgets``.
+With ``--in-place`` (FULL only) the executed notebooks atomically replace the sources, so the
+committed notebooks carry the outputs of the run that produced the committed results. A failing
+cell stops a FULL or QUICK run with a non-zero exit that names the notebook and the cell; an
+explore run goes on with the next notebook (they are independent) and flags any notebook over
+the explore budget of ``EXPLORE_BUDGET_S`` seconds.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import stat
 import sys
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
-from .paths import NOTEBOOKS_DIR, REPO_ROOT
+from .io_utils import atomic_path, write_text_atomic
+from .paths import ENV_MODES, MODE_ENV, MODES, NOTEBOOKS_DIR, REPO_ROOT
 from .widgets import HEADLESS_ENV
 
 RUNS_DIR = REPO_ROOT / ".runs"
+EXPLORE_BUDGET_S = 60.0  # a person reaches the first slider within a minute (issue 14)
+CELL_TIMEOUT_S = 600     # QUICK and explore: a cell running 10 minutes is hung, not slow
+
+
+@dataclass
+class Outcome:
+    """One notebook's run: its name, wall seconds, and status ("ok", "FAILED", "WRITE FAILED")."""
+
+    name: str
+    seconds: float
+    status: str
+    detail: str = ""
 
 
 def numbered_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
@@ -31,9 +56,12 @@ def numbered_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
 
 def select(notebooks: list[Path], only: str | None) -> list[Path]:
     """The notebooks whose number (``01``) or stem is in the comma list ``only``; all when None."""
-    if not only:
+    if only is None:
         return notebooks
     wanted = [w.strip() for w in only.split(",") if w.strip()]
+    if not wanted:
+        raise SystemExit(f"--only: empty selection {only!r}; name notebooks like --only 01,03 "
+                         f"(leave --only out to run them all)")
     chosen, unknown = [], []
     for w in wanted:
         hits = [nb for nb in notebooks if nb.stem == w or nb.stem.split("_")[0] == w.zfill(2)]
@@ -44,17 +72,81 @@ def select(notebooks: list[Path], only: str | None) -> list[Path]:
     return sorted(set(chosen))
 
 
-def run_one(notebook: Path, output: Path, quick: bool, log_output: bool = False) -> None:
-    """Execute ``notebook`` into ``output`` with ``QUICK`` set; papermill raises on a failing cell."""
+@contextmanager
+def kernel_environment(mode: str) -> Iterator[dict[str, str | None]]:
+    """Set the variables a kernel started inside inherits for ``mode``; restore them on exit.
+
+    Headless always; ``COURSE_MODE`` = explore/full, unset for QUICK (``QUICK = True`` decides).
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+    wanted = {HEADLESS_ENV: "1", MODE_ENV: mode if mode in ENV_MODES else None}
+    saved = {name: os.environ.get(name) for name in wanted}
+    try:
+        for name, value in wanted.items():
+            _set_env(name, value)
+        yield wanted
+    finally:
+        for name, value in saved.items():
+            _set_env(name, value)
+
+
+def _set_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def drop_widget_state(path: Path) -> bool:
+    """Remove ``metadata.widgets`` (widget state saved by a front end) from the notebook at ``path``.
+
+    An executed notebook would otherwise carry the state of widgets that no longer exist, which
+    front ends show as "Model not found". Returns whether anything was removed.
+    """
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=nbformat.NO_CONVERT)
+    if "widgets" not in nb.metadata:
+        return False
+    del nb.metadata["widgets"]
+    write_text_atomic(path, nbformat.writes(nb))
+    return True
+
+
+def run_one(notebook: Path, output: Path, quick: bool = False, log_output: bool = False,
+            mode: str | None = None) -> None:
+    """Execute ``notebook`` into ``output`` in ``mode`` (default: QUICK if ``quick`` else FULL).
+
+    Papermill raises on a failing cell; the executed copy is written (without widget state) either way.
+    """
     import papermill as pm
 
+    mode = mode or ("quick" if quick else "full")
+    if quick and mode != "quick":
+        raise ValueError(f"run_one: quick=True contradicts mode={mode!r}")
     output.parent.mkdir(parents=True, exist_ok=True)
-    os.environ[HEADLESS_ENV] = "1"  # the kernel inherits it: sliders are not created headless
-    # FULL runs the notebook as written (QUICK = False there), so no injected-parameters cell lands
-    # in a committed notebook; a QUICK cell that takes 10 minutes is hung, not slow.
-    pm.execute_notebook(str(notebook), str(output), parameters={"QUICK": True} if quick else {},
-                        kernel_name="python3", cwd=str(notebook.parent), progress_bar=False,
-                        log_output=log_output, execution_timeout=600 if quick else None)
+    # FULL and explore run the notebook as written (QUICK = False there), so no injected cell lands
+    # in a committed notebook: the kernel's environment carries the mode.
+    try:
+        with kernel_environment(mode):
+            pm.execute_notebook(str(notebook), str(output),
+                                parameters={"QUICK": True} if mode == "quick" else {},
+                                kernel_name="python3", cwd=str(notebook.parent), progress_bar=False,
+                                log_output=log_output,
+                                execution_timeout=None if mode == "full" else CELL_TIMEOUT_S)
+    finally:
+        if output.is_file():
+            drop_widget_state(output)
+
+
+def replace_notebook(executed: Path, target: Path) -> None:
+    """Replace ``target`` with ``executed`` in one step, keeping ``target``'s file mode."""
+    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else None
+    with atomic_path(target) as tmp:
+        shutil.copyfile(executed, tmp)
+        if mode is not None:
+            os.chmod(tmp, mode)
 
 
 def describe_failure(err: Exception) -> str:
@@ -64,39 +156,89 @@ def describe_failure(err: Exception) -> str:
     return f"cell {cell if cell is not None else '?'} ({ename}: {evalue})"
 
 
+def run_series(notebooks: list[Path], mode: str, in_place: bool = False, log_output: bool = False,
+               runs_dir: Path | None = None) -> list[Outcome]:
+    """Run ``notebooks`` in ``mode``, executed copies into ``<runs_dir>/<mode>/``.
+
+    FULL and QUICK stop at the first failing notebook (later stages need its outputs); explore
+    runs them all. With ``in_place`` each executed copy replaces its source once it ran.
+    """
+    if in_place and mode != "full":
+        raise ValueError("in_place is for FULL runs only (QUICK and explore outputs are never committed)")
+    runs_dir = runs_dir or RUNS_DIR
+    outcomes = []
+    for nb in notebooks:
+        output = runs_dir / mode / nb.name
+        start = time.perf_counter()
+        print(f"running {nb.name} ({mode}) ...", flush=True)
+        try:
+            run_one(nb, output, log_output=log_output, mode=mode)
+        except Exception as err:  # papermill's PapermillExecutionError, kernel death, ...
+            outcomes.append(Outcome(nb.name, time.perf_counter() - start, "FAILED",
+                                    f"failed at {describe_failure(err)}; executed copy: {output}"))
+            if mode == "explore":
+                continue
+            break
+        outcome = Outcome(nb.name, time.perf_counter() - start, "ok")
+        if in_place:
+            try:
+                replace_notebook(output, nb)
+            except OSError as err:
+                outcome.status = "WRITE FAILED"
+                outcome.detail = f"could not replace {nb} ({err}); executed copy: {output}"
+        outcomes.append(outcome)
+        if outcome.status != "ok":
+            break
+    return outcomes
+
+
+def run_explore(notebooks: list[Path] | None = None, runs_dir: Path | None = None) -> list[Outcome]:
+    """Every notebook (or ``notebooks``) on the explore path, headless: the committed files untouched."""
+    return run_series(numbered_notebooks() if notebooks is None else notebooks, "explore",
+                      runs_dir=runs_dir)
+
+
+def over_budget(outcomes: list[Outcome], budget_s: float = EXPLORE_BUDGET_S) -> list[Outcome]:
+    """The outcomes that took longer than ``budget_s``."""
+    return [o for o in outcomes if o.seconds > budget_s]
+
+
+def summary(outcomes: list[Outcome], mode: str) -> str:
+    """The table printed at the end: seconds and status per notebook, slow explore runs flagged."""
+    lines = [f"{'notebook':<40} {'seconds':>8}  status"]
+    slow = {o.name for o in over_budget(outcomes)} if mode == "explore" else set()
+    for o in outcomes:
+        flag = f"  SLOW (> {EXPLORE_BUDGET_S:.0f} s)" if o.name in slow else ""
+        lines.append(f"{o.name:<40} {o.seconds:>8.1f}  {o.status}{flag}")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Run the course notebooks with papermill.")
-    parser.add_argument("--quick", action="store_true", help="tiny subsets, outputs into .quick/")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--quick", action="store_true", help="tiny subsets, outputs into .quick/")
+    which.add_argument("--explore", action="store_true",
+                       help="a person's path: committed weights and results, outputs into .explore/; "
+                            f"flags notebooks over {EXPLORE_BUDGET_S:.0f} s")
     parser.add_argument("--only", help="comma list of notebook numbers or names, e.g. 01,03")
     parser.add_argument("--in-place", action="store_true",
                         help="FULL only: replace the source notebooks with their executed copies")
     parser.add_argument("--log-output", action="store_true", help="stream cell output to the log")
     args = parser.parse_args(argv)
-    if args.in_place and args.quick:
-        parser.error("--in-place is for FULL runs only (QUICK outputs are never committed)")
+    mode = "quick" if args.quick else "explore" if args.explore else "full"
+    if args.in_place and mode != "full":
+        parser.error(f"--in-place is for FULL runs only ({mode} outputs are never committed)")
     notebooks = select(numbered_notebooks(), args.only)
-    mode = "quick" if args.quick else "full"
-    summary, failed = [], None
-    for nb in notebooks:
-        output = RUNS_DIR / mode / nb.name
-        start = time.perf_counter()
-        print(f"running {nb.name} ({mode}) ...", flush=True)
-        try:
-            run_one(nb, output, args.quick, args.log_output)
-        except Exception as err:  # papermill's PapermillExecutionError, kernel death, ...
-            failed = f"{nb.name} failed at {describe_failure(err)}; executed copy: {output}"
-            summary.append((nb.name, time.perf_counter() - start, "FAILED"))
-            break
-        summary.append((nb.name, time.perf_counter() - start, "ok"))
-        if args.in_place:
-            shutil.copyfile(output, nb)
-    print(f"\n{'notebook':<40} {'seconds':>8}  status")
-    for name, seconds, status in summary:
-        print(f"{name:<40} {seconds:>8.1f}  {status}")
-    if failed:
-        print(f"\nERROR: {failed}", file=sys.stderr)
-        return 1
-    return 0
+    outcomes = run_series(notebooks, mode, in_place=args.in_place, log_output=args.log_output)
+    print("\n" + summary(outcomes, mode))
+    problems = [o for o in outcomes if o.status != "ok"]
+    for o in problems:
+        print(f"ERROR: {o.name} {o.detail}", file=sys.stderr)
+    if mode == "explore":
+        for o in over_budget(outcomes):
+            print(f"WARNING: {o.name} took {o.seconds:.0f} s on the explore path "
+                  f"(budget {EXPLORE_BUDGET_S:.0f} s)", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
