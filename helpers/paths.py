@@ -59,7 +59,9 @@ class OutputDirs:
 
     @property
     def quick(self) -> bool:
-        return self.mode == "quick"
+        """True for every run that is not the real experiment (quick and explore): its records are
+        flagged ``"quick": true`` and never pass for committed FULL results."""
+        return self.mode != "full"
 
     @property
     def figures(self) -> Path:

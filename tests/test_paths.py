@@ -36,6 +36,7 @@ def test_each_mode_writes_into_its_own_folder(monkeypatch):
     monkeypatch.setenv(MODE_ENV, "full")
     assert output_dirs(False).root == REPO_ROOT and output_dirs(False).mode == "full"
     assert output_dirs(True).quick and not output_dirs(False).quick
+    assert output_dirs("explore").quick  # explore records are never taken for FULL results
 
 
 def test_the_output_dir_variable_wins_and_keeps_the_mode(monkeypatch, tmp_path):
