@@ -10,7 +10,7 @@ from helpers.results import (README_END, README_START, make_record, read_results
 def test_record_measures_what_it_reports(tmp_path, random_model):
     from helpers import save_model
 
-    outputs = OutputDirs(tmp_path, quick=True)
+    outputs = OutputDirs(tmp_path, "quick")
     path = save_model(random_model, outputs.weights / "01_x.pt")
     record = make_record("x", "none", random_model, 91.234567, path, outputs,
                          latency={"latency_ms_b1": 0.5, "latency_ms_b256": 20.0})
@@ -24,12 +24,12 @@ def test_record_measures_what_it_reports(tmp_path, random_model):
 
 
 def test_bad_records_are_refused(tmp_path, random_model):
-    outputs = OutputDirs(tmp_path, quick=False)
+    outputs = OutputDirs(tmp_path, "full")
     with pytest.raises(ValueError, match="percentage"):
         make_record("x", "none", random_model, 930.0, None, outputs)
     with pytest.raises(ValueError, match="lacks"):
         write_results("01_x", [{"name": "x"}], outputs)
-    quick_record = make_record("x", "none", random_model, 90.0, None, OutputDirs(tmp_path, quick=True))
+    quick_record = make_record("x", "none", random_model, 90.0, None, OutputDirs(tmp_path, "quick"))
     with pytest.raises(ValueError, match="QUICK record"):
         write_results("01_x", [quick_record], outputs)
 
