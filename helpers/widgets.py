@@ -113,6 +113,7 @@ def live_view(topic, state, reference, figure_name: str | None = None, figures_d
 
     inputs = {name: _control_widget(widgets, name, spec) for name, spec in controls.items()}
     readout = widgets.HTML(value="…")
+    readout.add_class("course-readout")  # the browser test reads the accuracy here
     output = widgets.Output(layout={"min_height": "300px"})
     current = {"fig": None}
 
