@@ -1,0 +1,37 @@
+"""What a notebook needs from the stages before it, and from its own committed FULL run.
+
+The explore path (a person running a notebook) loads what the FULL run committed instead of
+training it again; when a file is missing it says which one and how to make it, and the notebook
+then trains a small stand-in.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .paths import REPO_ROOT
+
+COMMITTED_WEIGHTS = REPO_ROOT / "weights"
+NOTEBOOK_OF = {"01": "01_baseline_training", "02": "02_l1_filter_pruning", "03": "03_wanda",
+               "04": "04_network_slimming", "05": "05_oneshot_vs_gradual", "06": "06_quantization",
+               "07": "07_combined_compression", "08": "08_comparison"}
+
+
+def how_to_make(filename: str) -> str:
+    """The command that makes the committed file ``filename`` (``NN_what.ext``)."""
+    number = filename[:2]
+    if number not in NOTEBOOK_OF:
+        raise ValueError(f"{filename!r} is not named after a notebook (NN_what.ext, NN in 01..08)")
+    return f"python -m helpers.run_notebooks --only {number} --in-place  (the FULL run of {NOTEBOOK_OF[number]})"
+
+
+def committed_file(filename: str, mode: str, folder: Path = COMMITTED_WEIGHTS) -> Path | None:
+    """On the explore path, the committed FULL file ``folder/filename`` when it is there; None on the
+    other paths (they compute it) and, with a message saying how to make it, when it is missing."""
+    if mode != "explore":
+        return None
+    path = Path(folder) / filename
+    if path.is_file():
+        return path
+    print(f"explore: {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path} is missing; "
+          f"make it with `{how_to_make(filename)}`. Training a small stand-in here instead.")
+    return None
