@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..checkpoints import save_model
 from ..measure import file_size, sparsity as model_sparsity
-from ..quantization.fake import quantize_model
+from ..quantization.fake import CLIP_METHODS, quantize_model
 from ..storage.compressed import encode
 from .ranking import GlobalRanking, global_ranking
 from .subset import SUBSET_SIZE, fixed_val_subset, stage_table, subset_accuracy
@@ -51,6 +51,7 @@ class CombinedState:
     ranking: GlobalRanking
     dense_pt_bytes: int
     base_accuracy: float
+    weight_clip: str = "mse"
 
 
 def dense_file_bytes(model: nn.Module) -> int:
@@ -59,18 +60,22 @@ def dense_file_bytes(model: nn.Module) -> int:
         return file_size(save_model(model, Path(folder) / "dense.pt"))
 
 
-def prepare(model: nn.Module, splits, n: int = SUBSET_SIZE) -> CombinedState:
-    """The state of the live view: ``model`` in eval mode, its LAMP ranking, the first ``n`` validation images."""
+def prepare(model: nn.Module, splits, n: int = SUBSET_SIZE, weight_clip: str = "mse") -> CombinedState:
+    """The state of the live view: ``model`` in eval mode, its LAMP ranking, the first ``n`` validation
+    images. ``weight_clip``: 07's ``"mse"`` clipping search, or ``"max"`` (no search: faster, worse at
+    2-3 bits)."""
+    if weight_clip not in CLIP_METHODS:
+        raise ValueError(f"weight_clip must be one of {CLIP_METHODS}, got {weight_clip!r}")
     model = model.eval()
     images, labels = fixed_val_subset(splits, n)
     return CombinedState(model, images, labels, global_ranking(model, SCORE, LAYERS, model_wide=True),
-                         dense_file_bytes(model), subset_accuracy(model, images, labels))
+                         dense_file_bytes(model), subset_accuracy(model, images, labels), weight_clip)
 
 
 def point(state: CombinedState, sparsity: float, bits: int) -> dict:
     """Prune a copy, quantize its weights, encode the file in memory, measure; the state is untouched."""
     pruned, _ = state.ranking.pruned_copy(state.model, float(sparsity))
-    qmodel = quantize_model(pruned, bits, None)
+    qmodel = quantize_model(pruned, bits, None, weight_clip=state.weight_clip)
     data, stages = encode(qmodel, meta={"bits": bits, "sparsity": float(sparsity), "live": True})
     accuracy = subset_accuracy(qmodel, state.images, state.labels)
     return {
@@ -121,5 +126,6 @@ def draw(result: dict, reference: pd.DataFrame | None = None, fig=None):
     ax_a.set(xscale="log", xlabel="bytes of the file", ylabel="accuracy (%)", ylim=(0, 100),
              title=f"live: {result['val_accuracy']:.2f}% · {result['sparsity']:.1%} zeros · W{result['weight_bits']}")
     ax_a.legend(fontsize=7, loc="lower left")
-    fig.subplots_adjust(left=0.2, right=0.98, bottom=0.14, top=0.9, wspace=0.3)  # fixed: tight_layout costs a second per move
+    # fixed margins: tight_layout would cost about a second per move
+    fig.subplots_adjust(left=0.2, right=0.98, bottom=0.14, top=0.9, wspace=0.3)
     return fig

@@ -103,7 +103,7 @@ def draw(result: dict, reference: pd.DataFrame | None = None, fig=None):
     ref = reference if reference is not None else pd.DataFrame()
     if not ref.empty:
         ax_acc.plot(ref["params"], ref["test_accuracy"], "o-", color="C0",
-                    label=f"02: after fine-tuning (test, {int(ref["fine_tune_epochs"].iloc[0])} epochs)"
+                    label=f"02: after fine-tuning (test, {int(ref['fine_tune_epochs'].iloc[0])} epochs)"
                     if "fine_tune_epochs" in ref else "02: after fine-tuning (test)")
         if "val_accuracy_pruned" in ref:
             ax_acc.plot(ref["params"], ref["val_accuracy_pruned"], "s:", color="C1",
@@ -129,5 +129,6 @@ def draw(result: dict, reference: pd.DataFrame | None = None, fig=None):
         st.draw_layer_filters(ax, None, norms[:, None], keep, block)
         ax.set_title(f"{block}: {len(keep)}/{len(norms)} kept (red: removed)", fontsize=10)
     fig.suptitle(f"L1 filter pruning, ratios {result['conv_ratios']} (FC {result['fc_ratios']})", fontsize=11)
-    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=0.9, hspace=0.45, wspace=0.3)  # fixed: tight_layout costs a second per move
+    # fixed margins: tight_layout would cost about a second per move
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=0.9, hspace=0.45, wspace=0.3)
     return fig

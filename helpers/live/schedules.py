@@ -136,7 +136,8 @@ def draw(result: dict, reference: pd.DataFrame | None = None, fig=None):
     if not ref.empty:
         for i, ((kind, budget), part) in enumerate(ref.groupby(["kind", "budget"], sort=False)):
             style = "*" if budget == "long" else ("x:" if kind == "no fine-tuning" else "o-")
-            ax_a.plot(part["target_sparsity"], part["test_accuracy"], style, color=f"C{i}", ms=9 if budget == "long" else 5,
+            ax_a.plot(part["target_sparsity"], part["test_accuracy"], style, color=f"C{i}",
+                      ms=9 if budget == "long" else 5,
                       label=f"05: {_LABELS.get(kind, kind)}" + ("" if budget == "none" else f" ({budget})"))
     ax_a.axhline(result["base_val_accuracy"], color="k", lw=1, label="dense (val subset)")
     ax_a.plot(result["sparsity"], result["val_accuracy"], "o", ms=13, mfc="none", mec="C3", mew=2.5,
@@ -144,5 +145,6 @@ def draw(result: dict, reference: pd.DataFrame | None = None, fig=None):
     ax_a.set(xlabel="sparsity", ylabel="accuracy (%) (05: test)", ylim=(0, 100), xlim=(-0.02, 1.0),
              title=f"live: {result['val_accuracy']:.2f}% at {result['sparsity']:.1%}")
     ax_a.legend(fontsize=7, loc="lower left")
-    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.18, top=0.9, wspace=0.25)  # fixed: tight_layout costs a second per move
+    # fixed margins: tight_layout would cost about a second per move
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.18, top=0.9, wspace=0.25)
     return fig

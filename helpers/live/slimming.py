@@ -116,5 +116,6 @@ def draw(result: dict, reference: pd.DataFrame | None = None, fig=None):
     ax_a.set(xlabel="share of channels removed", ylabel="accuracy (%)", ylim=(0, 100), xlim=(-0.03, 0.93),
              title=f"live: {result['val_accuracy']:.2f}% · {result['params']:,} params")
     ax_a.legend(fontsize=8, loc="lower left")
-    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.14, top=0.9, wspace=0.28)  # fixed: tight_layout costs a second per move
+    # fixed margins: tight_layout would cost about a second per move
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.14, top=0.9, wspace=0.28)
     return fig
