@@ -61,3 +61,8 @@ def test_reference_is_07s_records(tmp_path):
 
 def test_draw_returns_one_figure(state):
     check_draw(combined, combined.point(state, sparsity=0.95, bits=4), combined.reference(REPO_ROOT / "results"))
+
+
+def test_unknown_weight_clip_is_refused(quick_splits):
+    with pytest.raises(ValueError, match="weight_clip"):
+        combined.prepare(small_model(), quick_splits, weight_clip="p99")
