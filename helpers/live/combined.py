@@ -1,0 +1,131 @@
+"""Live view of notebook 07: sparsity x weight bits, and the bytes of the ``.ccz`` file it makes.
+
+Each move prunes a copy of the loaded model as 07's source model was pruned (notebook 05's LAMP
+ranking, global and model-wide, first conv and last layer dense), quantizes its weights to ``bits``
+(per output channel, symmetric, so pruned weights stay code 0; first conv and last layer at 8 bits)
+and encodes the Deep-Compression file **in memory** with ``helpers.storage.compressed.encode``: the
+byte count is that of the file ``save_compressed_model`` would write. Accuracy is measured on the
+fixed validation subset.
+
+Weight-only post-training quantization, no QAT and no fine-tuning: 07 itself trains (QAT with the
+masks kept) for its committed point, the reference. ``quantize_model(pruned, bits, None)`` is what
+``helpers.combined.quantize_keeping_masks`` builds without QAT (with float activations its
+calibration pass only repeats the weight-scale search), at half its cost.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from torch import Tensor, nn
+
+from ..checkpoints import save_model
+from ..measure import file_size, sparsity as model_sparsity
+from ..quantization.fake import CLIP_METHODS, quantize_model
+from ..storage.compressed import encode
+from .ranking import GlobalRanking, global_ranking
+from .subset import SUBSET_SIZE, fixed_val_subset, stage_table, subset_accuracy
+
+STAGE = "07_combined"
+SCORE, LAYERS = "lamp", "inner"  # 05's ranking, which produced 07's pruned model
+STAGE_LABELS = {"dense_float32": "dense float32 tensors", "sparse_float32": "+ positions (sparse float32)",
+                "sparse_packed": "+ packed codes", "entropy_coded": "+ LZMA: the .ccz file"}
+
+CONTROLS = {
+    "sparsity": {"kind": "float", "min": 0.5, "max": 0.98, "step": 0.01, "value": 0.95,
+                 "headless": [0.5, 0.9, 0.98]},
+    "bits": {"kind": "int", "min": 2, "max": 8, "step": 1, "value": 4, "headless": [2, 4, 8]},
+}
+
+
+@dataclass(frozen=True)
+class CombinedState:
+    """The loaded (dense) model, the subset, its global ranking and the size of its dense .pt file."""
+
+    model: nn.Module
+    images: Tensor
+    labels: Tensor
+    ranking: GlobalRanking
+    dense_pt_bytes: int
+    base_accuracy: float
+    weight_clip: str = "mse"
+
+
+def dense_file_bytes(model: nn.Module) -> int:
+    """Bytes of ``model`` saved by ``save_model`` as a dense ``.pt`` (written to a temporary folder)."""
+    with tempfile.TemporaryDirectory() as folder:
+        return file_size(save_model(model, Path(folder) / "dense.pt"))
+
+
+def prepare(model: nn.Module, splits, n: int = SUBSET_SIZE, weight_clip: str = "mse") -> CombinedState:
+    """The state of the live view: ``model`` in eval mode, its LAMP ranking, the first ``n`` validation
+    images. ``weight_clip``: 07's ``"mse"`` clipping search, or ``"max"`` (no search: faster, worse at
+    2-3 bits)."""
+    if weight_clip not in CLIP_METHODS:
+        raise ValueError(f"weight_clip must be one of {CLIP_METHODS}, got {weight_clip!r}")
+    model = model.eval()
+    images, labels = fixed_val_subset(splits, n)
+    return CombinedState(model, images, labels, global_ranking(model, SCORE, LAYERS, model_wide=True),
+                         dense_file_bytes(model), subset_accuracy(model, images, labels), weight_clip)
+
+
+def point(state: CombinedState, sparsity: float, bits: int) -> dict:
+    """Prune a copy, quantize its weights, encode the file in memory, measure; the state is untouched."""
+    pruned, _ = state.ranking.pruned_copy(state.model, float(sparsity))
+    qmodel = quantize_model(pruned, bits, None, weight_clip=state.weight_clip)
+    data, stages = encode(qmodel, meta={"bits": bits, "sparsity": float(sparsity), "live": True})
+    accuracy = subset_accuracy(qmodel, state.images, state.labels)
+    return {
+        "val_accuracy": accuracy, "sparsity": model_sparsity(pruned), "target_sparsity": float(sparsity),
+        "weight_bits": bits, "bytes": len(data), "stage_bytes": stages, "dense_pt_bytes": state.dense_pt_bytes,
+        "smaller_than_dense": state.dense_pt_bytes / len(data), "base_val_accuracy": state.base_accuracy,
+        "images": len(state.labels),
+        "summary": (f"{len(data):,} bytes ({state.dense_pt_bytes / len(data):.1f}x smaller than the dense .pt) · "
+                    f"sparsity {float(sparsity):.0%}, {bits}-bit weights, no QAT"),
+    }
+
+
+def reference(results_dir) -> pd.DataFrame:
+    """07's committed records: name, sparsity, weight bits, bytes on disk, test accuracy (and the
+    ``.ccz`` record's stage bytes); empty when the results are missing."""
+    table = stage_table(results_dir, STAGE)
+    if table.empty:
+        return table
+    keep = ["name", "method", "sparsity", "weight_bits", "size_bytes", "test_accuracy", "stage_bytes", "qat_epochs"]
+    return table[[c for c in keep if c in table]].reset_index(drop=True)
+
+
+def draw(result: dict, reference: pd.DataFrame | None = None, fig=None):
+    """The bytes of each stage beside the dense .pt (and 07's file), and accuracy vs bytes."""
+    if fig is None:
+        fig = plt.figure(figsize=(14, 4.4))
+    fig.clear()
+    ax_b, ax_a = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.3, 1.0]})
+    bars = {"dense .pt file (loaded model)": result["dense_pt_bytes"]}
+    bars.update({STAGE_LABELS.get(k, k): v for k, v in result["stage_bytes"].items()})
+    ref = reference if reference is not None else pd.DataFrame()
+    ccz = ref[ref["name"].str.contains(".ccz", regex=False)] if not ref.empty else ref
+    if not ccz.empty:
+        bars["07's .ccz (pruned, QAT)"] = int(ccz["size_bytes"].iloc[0])
+    colors = ["0.6"] + ["C0"] * (len(result["stage_bytes"]) - 1) + ["C3"] + ["C1"] * (not ccz.empty)
+    ax_b.barh(list(bars), list(bars.values()), color=colors)
+    for i, v in enumerate(bars.values()):
+        ax_b.text(v, i, f" {v:,}", va="center", fontsize=8)
+    ax_b.invert_yaxis()
+    ax_b.set(xscale="log", xlabel="bytes (log)", xlim=(min(bars.values()) / 2, max(bars.values()) * 8),
+             title=f"{result['bytes']:,} bytes: {result['smaller_than_dense']:.1f}x smaller than the dense .pt")
+    if not ref.empty:
+        for _, row in ref.iterrows():
+            ax_a.plot(row["size_bytes"], row["test_accuracy"], "D", ms=8, label=f"07: {row['name']} (test)")
+    ax_a.axhline(result["base_val_accuracy"], color="k", lw=1, label="dense (val subset)")
+    ax_a.plot(result["bytes"], result["val_accuracy"], "o", ms=13, mfc="none", mec="C3", mew=2.5,
+              label=f"live: no QAT (val, {result['images']} imgs)")
+    ax_a.set(xscale="log", xlabel="bytes of the file", ylabel="accuracy (%)", ylim=(0, 100),
+             title=f"live: {result['val_accuracy']:.2f}% · {result['sparsity']:.1%} zeros · W{result['weight_bits']}")
+    ax_a.legend(fontsize=7, loc="lower left")
+    # fixed margins: tight_layout would cost about a second per move
+    fig.subplots_adjust(left=0.2, right=0.98, bottom=0.14, top=0.9, wspace=0.3)
+    return fig
