@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..inputs import check_fraction
 from ..models import FashionCNN, build_model
 
 RatioSpec = float | Sequence[float]
@@ -81,14 +82,8 @@ def l1_scores(model: FashionCNN) -> dict[str, Tensor]:
 
 # ------------------------------------------------------------------------------ ratios and keeps
 def check_ratio(ratio: float, what: str = "ratio") -> float:
-    """``ratio`` as a float when it lies in [0, 1); a ValueError otherwise."""
-    try:
-        value = float(ratio)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number in [0, 1), got {ratio!r}") from None
-    if not 0.0 <= value < 1.0 or math.isnan(value):
-        raise ValueError(f"{what} must lie in [0, 1) (the fraction of filters/units removed), got {ratio!r}")
-    return value
+    """``ratio`` as a float when it is a number in [0, 1); a ValueError otherwise (strings included)."""
+    return check_fraction(ratio, what, "the fraction of filters/units removed")
 
 
 def keep_count(width: int, ratio: float, layer: str = "layer") -> int:
@@ -180,7 +175,14 @@ def plan_l1(model: FashionCNN, conv_ratios: RatioSpec, fc_ratios: RatioSpec = 0.
 def _as_index(keep, width: int, layer: str) -> Tensor:
     if keep is None:
         return torch.arange(width)
-    index = torch.as_tensor(keep, dtype=torch.long).flatten().cpu()
+    try:
+        index = torch.as_tensor(keep).flatten().cpu()
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{layer}: keep indices must be integers, got {keep!r}") from err
+    if index.numel() and (index.dtype == torch.bool or index.is_floating_point() or index.is_complex()):
+        raise ValueError(f"{layer}: keep indices must be integers, got {index.dtype} values "
+                         f"({index[:4].tolist()} ...)")
+    index = index.long()
     if index.numel() == 0:
         raise ValueError(f"{layer}: keeping no filters/units would cut the network; keep at least one")
     if index.min() < 0 or index.max() >= width:
