@@ -15,6 +15,7 @@ checks the digest, rebuilds the graph from the config and loads the tensors, so 
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import warnings
 from contextlib import contextmanager
@@ -94,20 +95,27 @@ def encode(converted: torch.fx.GraphModule, meta: dict | None = None) -> bytes:
         return torch_bytes({**payload, "sha256": content_digest(payload)})
 
 
-def decode(data: bytes, source: str = "int8 file") -> torch.fx.GraphModule:
-    """Rebuild the int8 model of an ``.int8`` file's bytes (``weights_only`` loading; clear errors)."""
+@functools.lru_cache(maxsize=8)
+def _int8_graph(config, backend: str) -> torch.fx.GraphModule:
+    """An int8 graph of a model of ``config`` with placeholder qparams (a file's tensors replace
+    them); cached, since tracing and converting takes far longer than loading the tensors."""
     from torch.ao.quantization.quantize_fx import convert_fx
 
+    with _quiet(), torch.no_grad():
+        prepared = _prepare(build_model(config), backend)
+        prepared(torch.rand(2, config.in_channels, config.image_size, config.image_size))
+        return convert_fx(prepared)
+
+
+def decode(data: bytes, source: str = "int8 file") -> torch.fx.GraphModule:
+    """Rebuild the int8 model of an ``.int8`` file's bytes (``weights_only`` loading; clear errors)."""
     with _quiet():
         payload = torch_payload(data, FORMAT, LEGACY_FORMAT, Int8FileError, source)
     config = model_from_config(payload.get("config"), Int8FileError, source).config
     backend = payload.get("backend")
     if backend not in BACKENDS or not isinstance(payload.get("state_dict"), dict):
         raise Int8FileError(f"{source}: unknown backend {backend!r} or no state_dict")
-    with _quiet(), torch.no_grad():
-        prepared = _prepare(build_model(config), backend)
-        prepared(torch.rand(2, config.in_channels, config.image_size, config.image_size))  # saved qparams replace it
-        converted = convert_fx(prepared)
+    converted = copy.deepcopy(_int8_graph(config, backend))
     try:
         converted.load_state_dict(payload["state_dict"])
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as err:
