@@ -18,10 +18,16 @@ def test_unknown_names_are_an_error():
         select(FAKE, "01,09")
 
 
-def test_the_repository_notebooks_are_numbered_in_order():
+def test_the_repository_notebooks_are_numbered_01_to_n_without_gaps():
     notebooks = numbered_notebooks()
     assert notebooks and notebooks[0].name == "01_baseline_training.ipynb"
-    assert [nb.name[:2] for nb in notebooks] == sorted(nb.name[:2] for nb in notebooks)
+    assert [int(nb.name[:2]) for nb in notebooks] == list(range(1, len(notebooks) + 1))
+
+
+def test_numbered_notebooks_sorts_by_number_and_skips_others(tmp_path):
+    for name in ("10_late.ipynb", "02_b.ipynb", "01_a.ipynb", "scratch.ipynb", "03_c.txt"):
+        (tmp_path / name).write_text("{}")
+    assert [nb.name for nb in numbered_notebooks(tmp_path)] == ["01_a.ipynb", "02_b.ipynb", "10_late.ipynb"]
 
 
 def test_failures_name_the_cell():
