@@ -1,6 +1,7 @@
 """Helpers behind the model-compression course notebooks.
 
-The most used names are importable from the package itself, e.g. ``helpers.load_model(path)``.
+The most used names are importable from the package itself: ``helpers.save(model, path)`` and
+``helpers.load(path)`` write and read every model file format (chosen by the suffix).
 """
 import logging
 
@@ -9,6 +10,8 @@ import logging
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 from .checkpoints import CheckpointError, load_model, save_model
+from .model_files import ModelFileError, load, save
 from .models import CNNConfig, FashionCNN, build_model
 
-__all__ = ["CheckpointError", "CNNConfig", "FashionCNN", "build_model", "load_model", "save_model"]
+__all__ = ["CheckpointError", "CNNConfig", "FashionCNN", "ModelFileError", "build_model", "load",
+           "load_model", "save", "save_model"]

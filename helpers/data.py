@@ -6,6 +6,7 @@ from tensors, which is several times faster on a 2-core CPU than a per-image PIL
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .io_utils import atomic_path
 from .paths import SHARED_DATA_DIR, data_root
 
 CLASS_NAMES = (
@@ -31,33 +33,62 @@ class DataMissingError(FileNotFoundError):
     """Fashion-MNIST is neither in the data folder nor downloadable."""
 
 
-def _seed_from_shared(raw_dir: Path, shared_raw: Path) -> None:
-    """Copy the four .gz files from the read-only shared folder when the project lacks them."""
-    if all((raw_dir / f).exists() or (raw_dir / f[:-3]).exists() for f in RAW_FILES):
-        return
-    if not all((shared_raw / f).is_file() for f in RAW_FILES):
-        return
-    raw_dir.mkdir(parents=True, exist_ok=True)
+def official_md5s() -> dict[str, str]:
+    """File name -> md5 of the four official Fashion-MNIST files (as torchvision lists them)."""
+    from torchvision.datasets import FashionMNIST
+
+    return {url.rsplit("/", 1)[-1]: md5 for url, md5 in FashionMNIST.resources}
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def damaged_raw_files(raw_dir: Path, md5s: dict[str, str]) -> list[Path]:
+    """The .gz files in ``raw_dir`` whose md5 is not the official one (e.g. cut short by a killed copy)."""
+    return [raw_dir / n for n in RAW_FILES if (raw_dir / n).is_file() and _md5(raw_dir / n) != md5s[n]]
+
+
+def _seed_from_shared(raw_dir: Path, shared_raw: Path, md5s: dict[str, str]) -> None:
+    """Copy each .gz file the project lacks (neither unpacked nor a good .gz) from the read-only
+    shared folder, atomically and only when the shared copy has the official md5."""
     for name in RAW_FILES:
-        if not (raw_dir / name).exists():
-            shutil.copyfile(shared_raw / name, raw_dir / name)
+        target, source = raw_dir / name, shared_raw / name
+        if (raw_dir / name[:-3]).exists() or (target.is_file() and _md5(target) == md5s[name]):
+            continue
+        if source.is_file() and _md5(source) == md5s[name]:
+            with atomic_path(target) as tmp:
+                shutil.copyfile(source, tmp)
 
 
 def load_fashion_mnist(root=None, download: bool = True):
     """The (train, test) ``torchvision.datasets.FashionMNIST`` sets under ``root``.
 
-    Root: the argument, else ``$COURSE_DATA_DIR``, else ``<repo>/data``. When the files are in
-    ``../shared/data`` they are copied in first; torchvision then checks their md5 and unpacks them.
+    Root: the argument, else ``$COURSE_DATA_DIR``, else ``<repo>/data``. Files that are missing or
+    not the official ones (md5) are copied in atomically from ``../shared/data`` when it holds good
+    copies; torchvision then downloads what is still missing (checking the md5) and unpacks them.
     """
     from torchvision.datasets import FashionMNIST
 
     root = data_root(root)
     raw_dir = root / "FashionMNIST" / "raw"
-    _seed_from_shared(raw_dir, SHARED_DATA_DIR / "FashionMNIST" / "raw")
+    md5s = official_md5s()
+    _seed_from_shared(raw_dir, SHARED_DATA_DIR / "FashionMNIST" / "raw", md5s)
     try:
         train = FashionMNIST(root, train=True, download=download)
         test = FashionMNIST(root, train=False, download=download)
     except (OSError, RuntimeError) as err:  # URLError is an OSError
+        damaged = damaged_raw_files(raw_dir, md5s)
+        if damaged:
+            raise DataMissingError(
+                f"{', '.join(str(p) for p in damaged)}: not the official file (md5 differs; a copy or "
+                "download cut short?), and no good copy could be fetched. Delete it and run again "
+                "with internet access, or put the official file (md5 "
+                f"{', '.join(md5s[p.name] for p in damaged)}) there.") from err
         raise DataMissingError(
             f"Fashion-MNIST is not in {raw_dir} and could not be downloaded ({err}). "
             f"Put the four files {', '.join(RAW_FILES)} (from "

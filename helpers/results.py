@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -80,12 +81,63 @@ def write_results(stage: str, records: list[dict], outputs: OutputDirs) -> Path:
 
 
 def read_results(results_dir: str | os.PathLike = REPO_ROOT / "results") -> list[dict]:
-    """All records of ``results/*.json``, in file order, each with its ``stage`` added."""
+    """All records of ``results/*.json``, in file order, each with its ``stage`` added.
+
+    Every record is checked (keys, types, finite numbers, percentages in 0-100); a ValueError
+    names the file and the record otherwise."""
     records = []
     for path in sorted(Path(results_dir).glob("*.json")):
-        for record in json.loads(path.read_text()):
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); restore it or run its notebook again") from err
+        if not isinstance(data, list):
+            raise ValueError(f"{path} must hold a list of records, got {type(data).__name__}")
+        for index, record in enumerate(data):
+            check_record(record, f"{path}, record {index}")
             records.append({"stage": path.stem, **record})
     return records
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_record(record, where: str) -> None:
+    """A ValueError (naming ``where``) unless ``record`` has the required keys with sane values."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: a record must be a JSON object, got {type(record).__name__}")
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing:
+        raise ValueError(f"{where}: record {record.get('name')!r} lacks {missing}")
+    problems = []
+    for key in ("name", "method"):
+        if not isinstance(record[key], str) or not record[key]:
+            problems.append(f"{key} must be a non-empty string, got {record[key]!r}")
+    if not _is_number(record["test_accuracy"]) or not 0 <= record["test_accuracy"] <= 100:
+        problems.append(f"test_accuracy must be a finite percentage in 0-100, got {record['test_accuracy']!r}")
+    if not _is_number(record["sparsity"]) or not 0 <= record["sparsity"] <= 1:
+        problems.append(f"sparsity must be a finite fraction in 0-1, got {record['sparsity']!r}")
+    for key in ("params_nonzero", "size_bytes"):
+        value = record[key]
+        if not (value is None and key == "size_bytes") and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            problems.append(f"{key} must be a non-negative integer, got {value!r}")
+    for key in ("weight_bits", "activation_bits"):
+        value = record[key]
+        if not (value is None and key == "activation_bits") and (
+                not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 32):
+            problems.append(f"{key} must be an integer from 1 to 32, got {value!r}")
+    latency = record["latency_ms"]
+    if latency is not None and (not isinstance(latency, dict) or not all(
+            _is_number(v) and v > 0 for v in latency.values())):
+        problems.append(f"latency_ms must be null or a map of positive finite numbers, got {latency!r}")
+    if record["weights_file"] is not None and not isinstance(record["weights_file"], str):
+        problems.append(f"weights_file must be null or a path string, got {record['weights_file']!r}")
+    if not isinstance(record["quick"], bool):
+        problems.append(f"quick must be true or false, got {record['quick']!r}")
+    if problems:
+        raise ValueError(f"{where} ({record.get('name')!r}): " + "; ".join(problems))
 
 
 def _fmt_bytes(n: int | None) -> str:

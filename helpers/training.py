@@ -94,8 +94,10 @@ class History:
     val_accuracy: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
+    def as_dict(self, timings: bool = True) -> dict:
+        """The lists by name; ``timings=False`` leaves out ``seconds``, which differ from run to run
+        (what a saved model's meta should hold, so that the same model gives the same file)."""
+        return {k: list(v) for k, v in self.__dict__.items() if timings or k != "seconds"}
 
 
 @torch.no_grad()
@@ -143,6 +145,20 @@ def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float):
     raise ValueError(f"unknown optimizer {name!r}: use 'adamw' or 'sgd'")
 
 
+def one_cycle(optimizer, lr: float, total_steps: int):
+    """OneCycleLR (a quarter warm-up, then cosine annealing) over ``total_steps`` >= 1 steps.
+
+    torch's OneCycleLR divides by zero when a phase would last 0 steps (e.g. 4 steps with a
+    quarter warm-up); short runs get a half warm-up, and 1 or 2 steps a constant rate.
+    """
+    if total_steps <= 2:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    pct_start = 0.25 if total_steps > 4 else 0.5
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=pct_start)
+
+
 def fit(model: nn.Module, train_batches, val_batches=None, epochs: int = 10, lr: float = 3e-3,
         weight_decay: float = 5e-4, label_smoothing: float = 0.1, optimizer: str = "adamw", device=None,
         after_step: Callable[[nn.Module], None] | None = None, desc: str = "train",
@@ -160,8 +176,9 @@ def fit(model: nn.Module, train_batches, val_batches=None, epochs: int = 10, lr:
     device = torch.device(device or pick_device())
     model.to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, optimizer, lr, weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, epochs=epochs, steps_per_epoch=len(train_batches), pct_start=0.25)
+    if len(train_batches) < 1:
+        raise ValueError("no training batches: the training set is empty")
+    scheduler = one_cycle(optimizer, lr, epochs * len(train_batches))
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and bf16_supported(device))
     history = History()

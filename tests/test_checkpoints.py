@@ -3,7 +3,7 @@ import torch
 import torch.nn.utils.prune
 
 from helpers import CheckpointError, load_model, save_model
-from helpers.checkpoints import load_state_into
+from helpers.checkpoints import LEGACY_FORMAT, load_state_into
 from helpers.models import CNNConfig, build_model
 
 
@@ -19,8 +19,19 @@ def test_saved_model_reloads_to_identical_outputs(tmp_path, random_model):
 def test_checkpoint_is_plain_tensors_loadable_with_weights_only(tmp_path, random_model):
     path = save_model(random_model, tmp_path / "m.pt")
     payload = torch.load(path, weights_only=True)
-    assert set(payload) == {"format", "config", "state_dict", "meta"}
+    assert set(payload) == {"format", "config", "state_dict", "meta", "sha256"}
     assert payload["config"]["conv_channels"] == [32, 64, 128]
+    assert len(payload["sha256"]) == 64
+
+
+def test_a_checkpoint_of_before_the_digest_still_loads(tmp_path, random_model):
+    payload = torch.load(save_model(random_model, tmp_path / "m.pt"), weights_only=True)
+    del payload["sha256"]
+    torch.save({**payload, "format": LEGACY_FORMAT}, tmp_path / "old.pt")
+    assert torch.equal(load_model(tmp_path / "old.pt").classifier.fc1.weight, random_model.classifier.fc1.weight)
+    torch.save(payload, tmp_path / "stripped.pt")  # the current format without its digest: refused
+    with pytest.raises(CheckpointError, match="does not match its sha256"):
+        load_model(tmp_path / "stripped.pt")
 
 
 def test_pruned_shape_is_rebuilt_at_its_size(tmp_path):
@@ -38,17 +49,20 @@ def test_checkpoint_of_another_shape_is_a_clear_error(tmp_path):
         load_state_into(build_model(), state, source="small.pt")
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing"])
-def test_corrupt_truncated_or_missing_file_is_a_clear_error(tmp_path, random_model, damage):
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_or_truncated_file_is_a_clear_error(tmp_path, random_model, damage):
     path = save_model(random_model, tmp_path / "m.pt")
     if damage == "truncate":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    elif damage == "garbage":
-        path.write_bytes(b"not a checkpoint at all")
     else:
-        path.unlink()
-    with pytest.raises(CheckpointError, match="not a readable checkpoint|no checkpoint"):
+        path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="is not a readable compression-course/cnn-v2 file"):
         load_model(path)
+
+
+def test_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at .*missing.pt"):
+        load_model(tmp_path / "missing.pt")
 
 
 def test_other_files_are_not_taken_for_checkpoints(tmp_path):
@@ -59,5 +73,11 @@ def test_other_files_are_not_taken_for_checkpoints(tmp_path):
 
 def test_masks_must_be_folded_before_saving(tmp_path, random_model):
     torch.nn.utils.prune.l1_unstructured(random_model.classifier.fc1, "weight", amount=0.5)
-    with pytest.raises(CheckpointError, match="fold the pruning masks"):
+    with pytest.raises(ValueError, match="fold the pruning masks"):
         save_model(random_model, tmp_path / "m.pt")
+
+
+def test_the_meta_saved_with_a_model_reads_back(tmp_path, random_model):
+    from helpers.checkpoints import load_meta
+    path = save_model(random_model, tmp_path / "m.pt", meta={"history": {"train_loss": [1.0, 0.5]}})
+    assert load_meta(path) == {"history": {"train_loss": [1.0, 0.5]}}

@@ -77,3 +77,53 @@ def test_reset_batches_repeat_the_first_pass_exactly():
     assert not all(torch.equal(a[1], b[1]) for a, b in zip(first, second))  # a plain second pass differs
     again = list(batches.reset())
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+
+
+def _fake_shared(tmp_path, monkeypatch):
+    """A fake shared folder of four small 'official' files, their md5s made the official ones."""
+    import hashlib
+
+    shared = tmp_path / "shared" / "FashionMNIST" / "raw"
+    shared.mkdir(parents=True)
+    md5s = {}
+    for i, name in enumerate(data.RAW_FILES):
+        (shared / name).write_bytes(bytes([i]) * 1000)
+        md5s[name] = hashlib.md5(bytes([i]) * 1000).hexdigest()
+    monkeypatch.setattr(data, "official_md5s", lambda: md5s)
+    return shared, md5s
+
+
+def test_a_truncated_copy_is_copied_again_from_shared(tmp_path, monkeypatch):
+    shared, md5s = _fake_shared(tmp_path, monkeypatch)
+    raw = tmp_path / "project" / "raw"
+    raw.mkdir(parents=True)
+    (raw / data.RAW_FILES[0]).write_bytes(bytes([0]) * 400)  # what a killed copy left
+    data._seed_from_shared(raw, shared, md5s)
+    assert all((raw / n).read_bytes() == (shared / n).read_bytes() for n in data.RAW_FILES)
+    assert data.damaged_raw_files(raw, md5s) == []
+
+
+def test_a_killed_copy_leaves_no_partial_file(tmp_path, monkeypatch):
+    shared, md5s = _fake_shared(tmp_path, monkeypatch)
+    raw = tmp_path / "project" / "raw"
+
+    def killed_copy(src, dst):
+        with open(dst, "wb") as f:
+            f.write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data.shutil, "copyfile", killed_copy)
+    with pytest.raises(KeyboardInterrupt):
+        data._seed_from_shared(raw, shared, md5s)
+    assert list(raw.iterdir()) == []
+
+
+def test_a_damaged_file_without_a_good_copy_is_named_with_what_to_do(tmp_path, monkeypatch):
+    shared, md5s = _fake_shared(tmp_path, monkeypatch)
+    (shared / data.RAW_FILES[1]).write_bytes(b"also damaged")
+    monkeypatch.setattr(data, "SHARED_DATA_DIR", tmp_path / "shared")
+    raw = tmp_path / "project" / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / data.RAW_FILES[1]).write_bytes(b"cut short")
+    with pytest.raises(DataMissingError, match=r"train-labels-idx1-ubyte.gz: not the official file .*Delete it"):
+        data.load_fashion_mnist(tmp_path / "project", download=False)

@@ -3,14 +3,13 @@ import pytest
 import torch
 
 from helpers import save_model
-from helpers.checkpoints import CheckpointError
 from helpers.data import Batches, calibration_batch
 from helpers.models import CNNConfig, build_model
 from helpers.quantization.fake import (activation_qparams, bake_weights, calibrate, check_bits, fake_quantize_activation,
                                        fake_quantize_weight, fold_batchnorm, levels, ptq, qat,
                                        quant_layers, quantize_model, quantize_weight, symmetric_range,
                                        unsigned_range, weight_scales)
-from helpers.quantization.int8 import convert_int8, load_int8, save_int8
+from helpers.quantization.int8 import Int8FileError, convert_int8, load_int8, save_int8
 
 BITS = (2, 4, 6, 8)
 
@@ -245,7 +244,7 @@ def test_int8_bad_inputs_are_clear_errors(small_trained, tmp_path):
         save_int8(int8, tmp_path / "m.pt")
     path = save_int8(int8, tmp_path / "m.int8")
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="not a readable int8 model"):
+    with pytest.raises(Int8FileError, match="not a readable compression-course/int8-fx-v2 file"):
         load_int8(path)
-    with pytest.raises(CheckpointError, match="no int8 model"):
+    with pytest.raises(FileNotFoundError, match="no int8 model"):
         load_int8(tmp_path / "missing.int8")

@@ -62,3 +62,35 @@ def test_committed_results_are_full_runs_with_the_contract_fields():
         assert 0 <= record["sparsity"] <= 1 and 0 <= record["test_accuracy"] <= 100
         if record["weights_file"]:
             assert (REPO_ROOT / record["weights_file"]).stat().st_size == record["size_bytes"]
+
+
+GOOD = {"name": "m", "method": "none", "test_accuracy": 91.5, "sparsity": 0.5, "params_nonzero": 10,
+        "weight_bits": 32, "activation_bits": None, "size_bytes": 100, "latency_ms": {"batch_1": 0.4},
+        "weights_file": "weights/01_m.pt", "quick": False}
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"test_accuracy": float("nan")}, "test_accuracy must be a finite percentage in 0-100, got nan"),
+    ({"test_accuracy": 150.0}, "test_accuracy must be a finite percentage in 0-100, got 150.0"),
+    ({"test_accuracy": "93"}, "test_accuracy must be a finite percentage"),
+    ({"sparsity": 1.5}, "sparsity must be a finite fraction in 0-1"),
+    ({"params_nonzero": -1}, "params_nonzero must be a non-negative integer"),
+    ({"latency_ms": {"batch_1": float("inf")}}, "latency_ms must be null or a map of positive finite numbers"),
+    ({"quick": "no"}, "quick must be true or false"),
+    ({"name": None}, "name must be a non-empty string"),
+])
+def test_read_results_refuses_bad_values_and_names_the_file(tmp_path, change, message):
+    (tmp_path / "01_ok.json").write_text(json.dumps([GOOD]))
+    assert read_results(tmp_path) == [{"stage": "01_ok", **GOOD}]
+    (tmp_path / "02_bad.json").write_text(json.dumps([GOOD, {**GOOD, **change}]))
+    with pytest.raises(ValueError, match=rf"02_bad.json, record 1 .*{message}"):
+        read_results(tmp_path)
+
+
+@pytest.mark.parametrize("text,message", [("{not json", "is not valid JSON"), ('{"name": "m"}', "must hold a list"),
+                                          ("[1]", "a record must be a JSON object"),
+                                          ('[{"name": "m"}]', "lacks")])
+def test_read_results_refuses_broken_files_and_names_them(tmp_path, text, message):
+    (tmp_path / "03_x.json").write_text(text)
+    with pytest.raises(ValueError, match=rf"03_x.json.*{message}"):
+        read_results(tmp_path)

@@ -102,7 +102,7 @@ def test_damaged_files_raise_clear_errors(sparse_model, tmp_path, damage):
 
 
 def test_missing_file_and_bad_entries_raise(tmp_path):
-    with pytest.raises(SparseFormatError, match="no sparse model file"):
+    with pytest.raises(FileNotFoundError, match="no sparse model file"):
         load_sparse_model(tmp_path / "nothing.sparse")
     entry, data = encode_tensor("t", torch.zeros(1000))
     with pytest.raises(SparseFormatError):

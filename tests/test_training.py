@@ -30,6 +30,23 @@ def test_fit_refuses_zero_epochs():
         fit(nn.Linear(4, 2), toy_batches(), epochs=0, device="cpu")
 
 
+@pytest.mark.parametrize("epochs,n_batches", [(1, 1), (1, 2), (1, 3), (2, 2), (1, 4), (4, 1), (1, 5), (3, 3)])
+def test_fit_works_for_any_step_count_and_peaks_at_lr(epochs, n_batches):
+    """torch's OneCycleLR alone divides by zero at 4 steps (a quarter warm-up of 0 steps)."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    steps = []
+    history = fit(model, toy_batches(32 * n_batches), epochs=epochs, lr=0.1, device="cpu",
+                  after_step=lambda m: steps.append(1))
+    assert len(steps) == epochs * n_batches and len(history.train_loss) == epochs
+
+
+def test_history_without_timings_leaves_out_seconds():
+    from helpers.training import History
+
+    history = History([1.0], [50.0], [], [], [3.2])
+    assert "seconds" in history.as_dict() and "seconds" not in history.as_dict(timings=False)
+
+
 def train_course_cnn_two_steps(record, hook="forward_pre", **fit_kwargs):
     """One epoch of two identical batches through the course CNN, ``record`` hooked on its first conv."""
     from helpers.models import build_model

@@ -70,7 +70,7 @@ class PruningSchedule:
             raise ValueError("a one-shot schedule prunes once: prune_steps must be 1")
         default = 0.0 if self.kind == "oneshot" else self.epochs / 2
         span = default if self.prune_epochs is None else float(self.prune_epochs)
-        if span < 0 or span > self.epochs:
+        if not 0 <= span <= self.epochs:  # NaN fails too
             raise ValueError(f"the pruning phase ({span} epochs) must lie within the {self.epochs} "
                              "training epochs")
         if self.kind != "oneshot" and span == 0:

@@ -20,13 +20,13 @@ config, ``save_model``/``load_model`` rebuild it at its smaller shape.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from ..inputs import check_fraction
 from ..models import FashionCNN, build_model
 
 RatioSpec = float | Sequence[float]
@@ -81,14 +81,8 @@ def l1_scores(model: FashionCNN) -> dict[str, Tensor]:
 
 # ------------------------------------------------------------------------------ ratios and keeps
 def check_ratio(ratio: float, what: str = "ratio") -> float:
-    """``ratio`` as a float when it lies in [0, 1); a ValueError otherwise."""
-    try:
-        value = float(ratio)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number in [0, 1), got {ratio!r}") from None
-    if not 0.0 <= value < 1.0 or math.isnan(value):
-        raise ValueError(f"{what} must lie in [0, 1) (the fraction of filters/units removed), got {ratio!r}")
-    return value
+    """``ratio`` as a float when it is a number in [0, 1); a ValueError otherwise (strings included)."""
+    return check_fraction(ratio, what, "the fraction of filters/units removed")
 
 
 def keep_count(width: int, ratio: float, layer: str = "layer") -> int:
@@ -180,7 +174,14 @@ def plan_l1(model: FashionCNN, conv_ratios: RatioSpec, fc_ratios: RatioSpec = 0.
 def _as_index(keep, width: int, layer: str) -> Tensor:
     if keep is None:
         return torch.arange(width)
-    index = torch.as_tensor(keep, dtype=torch.long).flatten().cpu()
+    try:
+        index = torch.as_tensor(keep).flatten().cpu()
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{layer}: keep indices must be integers, got {keep!r}") from err
+    if index.numel() and (index.dtype == torch.bool or index.is_floating_point() or index.is_complex()):
+        raise ValueError(f"{layer}: keep indices must be integers, got {index.dtype} values "
+                         f"({index[:4].tolist()} ...)")
+    index = index.long()
     if index.numel() == 0:
         raise ValueError(f"{layer}: keeping no filters/units would cut the network; keep at least one")
     if index.min() < 0 or index.max() >= width:
@@ -393,109 +394,3 @@ def removed_indices(width: int, keep: Tensor) -> Tensor:
     mask = torch.ones(width, dtype=torch.bool)
     mask[torch.as_tensor(keep, dtype=torch.long)] = False
     return torch.nonzero(mask).flatten()
-
-
-# -------------------------------------------------------------------------------------- figures
-def plot_filter_norms(scores: dict[str, Tensor], keeps: dict[str, Tensor] | None = None):
-    """Sorted L1 norms per layer (one panel each); with ``keeps``, the removed ones in red."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(scores), figsize=(3.2 * len(scores), 3.0), squeeze=False)
-    for ax, (name, s) in zip(axes[0], scores.items()):
-        order = torch.sort(s, descending=True).indices
-        colors = ["C0"] * len(s)
-        if keeps is not None and name in keeps:
-            kept = set(torch.as_tensor(keeps[name]).tolist())
-            colors = ["C0" if int(i) in kept else "C3" for i in order]
-        ax.bar(range(len(s)), s[order].numpy(), color=colors, width=1.0)
-        ax.set(title=name.split(".")[-2] + "." + name.split(".")[-1] if "block" in name else name.split(".")[-1],
-               xlabel="filter/unit (sorted)", ylabel="Σ|W|" if ax is axes[0][0] else None)
-    fig.tight_layout()
-    return fig
-
-
-def plot_sensitivity(scan: dict[str, list[float]], ratios: Sequence[float], reference: float,
-                     max_drop: float | None = None, chosen: dict[str, float] | None = None):
-    """Validation accuracy vs pruning ratio, one line per layer pruned alone (no fine-tuning)."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for i, (name, accs) in enumerate(scan.items()):
-        ax.plot(ratios, accs, "o-", color=f"C{i}", label=name)
-        if chosen is not None and name in chosen:
-            ax.axvline(chosen[name], color=f"C{i}", ls=":", lw=1)
-    ax.axhline(reference, color="k", lw=1, label="unpruned")
-    if max_drop is not None:
-        ax.axhline(reference - max_drop, color="k", ls="--", lw=1, label=f"unpruned − {max_drop} pp")
-    ax.set(xlabel="fraction of the layer's filters/units removed (by smallest Σ|W|)",
-           ylabel="validation accuracy (%)", title="Sensitivity: one layer pruned at a time, no fine-tuning",
-           ylim=(max(0, min(min(a) for a in scan.values()) - 2), reference + 2))
-    ax.legend(fontsize=8, loc="lower left")
-    return fig
-
-
-def draw_layer_filters(ax_norms, ax_images, weight: Tensor, keep: Tensor, title: str = "") -> None:
-    """A layer's filters by L1 norm (bars, removed in red) and as 3×3 images (removed crossed out)."""
-    weight = weight.detach().cpu()
-    scores = weight.abs().flatten(1).sum(1)
-    kept = torch.zeros(len(scores), dtype=torch.bool)
-    kept[torch.as_tensor(keep, dtype=torch.long)] = True
-    order = torch.sort(scores, descending=True).indices
-    ax_norms.bar(range(len(scores)), scores[order].numpy(), width=1.0,
-                 color=["C0" if kept[i] else "C3" for i in order])
-    ax_norms.set(title=f"{title}: Σ|W| per filter (red: removed)", xlabel="filter (sorted)", ylabel="Σ|W|")
-    if ax_images is None:
-        return
-    images = weight.mean(1) if weight.dim() == 4 else weight[:, None, :]  # mean over input channels
-    grid = int(math.ceil(math.sqrt(len(images))))
-    ax_images.axis("off")
-    ax_images.set_title("filters (mean over inputs)\ncrossed out: removed", fontsize=9)
-    for i, img in enumerate(images):
-        sub = ax_images.inset_axes([(i % grid) / grid, 1 - (i // grid + 1) / grid, 0.9 / grid, 0.9 / grid])
-        sub.imshow(img.numpy(), cmap="RdBu_r", vmin=-images.abs().max(), vmax=images.abs().max())
-        sub.set_xticks([]), sub.set_yticks([])
-        if not kept[i]:
-            sub.plot([-0.5, img.shape[-1] - 0.5], [-0.5, img.shape[-2] - 0.5], color="C3", lw=2)
-            sub.plot([-0.5, img.shape[-1] - 0.5], [img.shape[-2] - 0.5, -0.5], color="C3", lw=2)
-
-
-def plot_curve_point(curve: Sequence[dict], index: int, baseline: dict, weight: Tensor, keep: Tensor,
-                     layer: str, x_key: str = "ratio", x_label: str = "pruning ratio"):
-    """One point of a pruning curve: accuracy on the curve, its size and speed-up, and the filters
-    of ``layer`` it removes. ``curve`` and ``baseline`` are result records (``make_record``) with an
-    ``x_key`` entry; ``weight`` is the unpruned layer weight and ``keep`` the filters kept."""
-    import matplotlib.pyplot as plt
-
-    point = curve[index]
-    fig = plt.figure(figsize=(13, 7.5))
-    grid = fig.add_gridspec(2, 3, width_ratios=[1.2, 0.9, 0.8], height_ratios=[1.3, 1.0])
-    ax_acc, ax_gain = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
-    ax_norms, ax_images = fig.add_subplot(grid[1, :]), fig.add_subplot(grid[0, 2])
-    xs = [p[x_key] for p in curve]
-    ax_acc.plot(xs, [p["test_accuracy"] for p in curve], "o-", color="C0", label="pruned + fine-tuned (test)")
-    if all("val_accuracy_pruned" in p for p in curve):  # a second axis: often far lower
-        ax_before = ax_acc.twinx()
-        ax_before.plot(xs, [p["val_accuracy_pruned"] for p in curve], "s:", color="C1", alpha=0.7)
-        ax_before.set_ylabel("right after pruning, before fine-tuning (val. %)", color="C1", fontsize=8)
-        ax_before.tick_params(axis="y", colors="C1", labelsize=8)
-        ax_before.grid(False)
-    ax_acc.plot(point[x_key], point["test_accuracy"], "o", ms=14, mfc="none", mec="C3", mew=2)
-    ax_acc.axhline(baseline["test_accuracy"], color="k", lw=1, label="baseline")
-    ax_acc.axhline(baseline["test_accuracy"] - 1.0, color="k", ls="--", lw=1, label="baseline − 1 pp")
-    ax_acc.set(xlabel=x_label, ylabel="test accuracy (%)", title="Accuracy after fine-tuning")
-    ax_acc.legend(fontsize=8)
-    gains = {"fewer params": baseline["params"] / point["params"], "fewer MACs": baseline["macs"] / point["macs"],
-             "faster b256": baseline["latency_ms"]["batch_256"] / point["latency_ms"]["batch_256"],
-             "faster b1": baseline["latency_ms"]["batch_1"] / point["latency_ms"]["batch_1"]}
-    ax_gain.barh(list(gains), list(gains.values()), color=["C1", "C2", "C4", "C5"])
-    ax_gain.axvline(1.0, color="k", lw=1)
-    for i, v in enumerate(gains.values()):
-        ax_gain.text(v, i, f" {v:.2f}×", va="center", fontsize=9)
-    ax_gain.set(title=f"vs baseline ({point['params']:,} params)", xlabel="× (measured)",
-                xlim=(0, max(gains.values()) * 1.3))
-    draw_layer_filters(ax_norms, ax_images if weight.dim() == 4 else None, weight, keep, layer)
-    if weight.dim() != 4:
-        ax_images.axis("off")
-    fig.suptitle(f"{x_label} = {point[x_key]}: test accuracy {point['test_accuracy']:.2f}%")
-    fig.tight_layout()
-    return fig

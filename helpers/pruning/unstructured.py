@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..inputs import check_finite, check_fraction, image_batches
 from ..models import prunable_layers
 
 METHODS = ("magnitude", "wanda", "lamp")
@@ -42,10 +43,8 @@ Masks = dict[str, Tensor]
 
 # --------------------------------------------------------------------------- checks and layer choice
 def check_sparsity(sparsity: float) -> float:
-    """``sparsity`` as a float, or a ValueError unless ``0 <= sparsity < 1``."""
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0.0 <= sparsity < 1.0:
-        raise ValueError(f"sparsity must be a fraction in [0, 1) (e.g. 0.9 for 90% zeros), got {sparsity!r}")
-    return float(sparsity)
+    """``sparsity`` as a float, or a ValueError unless it is a number with ``0 <= sparsity < 1``."""
+    return check_fraction(sparsity, "sparsity", "e.g. 0.9 for 90% zeros")
 
 
 def check_nm(n: int, m: int) -> tuple[int, int]:
@@ -105,18 +104,6 @@ class _StopForward(Exception):
     """Raised by a statistics hook once every hooked layer has seen the batch."""
 
 
-def _as_batches(calibration, batch_size: int) -> list[Tensor]:
-    if calibration is None:
-        raise ValueError("Wanda needs calibration images (a tensor N x 1 x 28 x 28 from the training split)")
-    if isinstance(calibration, Tensor):
-        batches = list(calibration.split(batch_size))
-    else:  # an iterable of tensors or (images, labels) pairs
-        batches = [b[0] if isinstance(b, (tuple, list)) else b for b in calibration]
-    if not batches or sum(len(b) for b in batches) == 0:
-        raise ValueError("Wanda needs calibration images, got an empty set")
-    return batches
-
-
 @torch.no_grad()
 def input_norms(model: nn.Module, layers: Mapping[str, nn.Module], calibration,
                 batch_size: int = 256) -> dict[str, Tensor]:
@@ -125,7 +112,8 @@ def input_norms(model: nn.Module, layers: Mapping[str, nn.Module], calibration,
     ``calibration``: images (tensor) or an iterable of batches. The model runs in eval mode; the
     result for a conv has length ``C_in*k*k``, for a Linear ``in_features``.
     """
-    batches = _as_batches(calibration, batch_size)
+    check_finite(model.state_dict(), "the model")
+    batches = image_batches(calibration, batch_size, "Wanda calibration")
     sums = {name: None for name in layers}
     count, seen = 0, set()
 
@@ -335,7 +323,7 @@ def recalibrate_batchnorm(model: nn.Module, calibration, batch_size: int = 256) 
     statistics are those of the dense model. This changes no weight (no gradient, no fine-tuning):
     it only recomputes the statistics, as a cumulative average over the calibration batches.
     """
-    batches = _as_batches(calibration, batch_size)
+    batches = image_batches(calibration, batch_size, "BatchNorm recalibration")
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     was_training, momenta = model.training, [bn.momentum for bn in norms]
     model.eval()
@@ -390,7 +378,7 @@ def prune_model(model: nn.Module, method: str = "wanda", sparsity: float | None 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "wanda" or recalibrate_bn:
-        _as_batches(calibration, batch_size)  # fail early without calibration data
+        image_batches(calibration, batch_size, "Wanda calibration")  # fail early without calibration data
     pruned = copy.deepcopy(model).eval()
     chosen = select_layers(pruned, layers)
     if method == "wanda" and sequential and (group != "global" or nm is not None):

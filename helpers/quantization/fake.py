@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..inputs import check_finite, image_batches
 from ..models import FashionCNN, build_model
 
 BIT_WIDTHS = (2, 4, 6, 8)
@@ -410,13 +410,6 @@ def quant_layers(model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in model.named_modules() if isinstance(m, QUANT_LAYERS)}
 
 
-def _as_batches(data) -> Iterable[Tensor]:
-    """Image batches from a tensor (N x 1 x 28 x 28), or an iterable of tensors / (images, labels)."""
-    if isinstance(data, Tensor):
-        return [data[i:i + 512] for i in range(0, len(data), 512)] if len(data) else []
-    return ((item[0] if isinstance(item, (tuple, list)) else item) for item in data)
-
-
 @torch.no_grad()
 def calibrate(qmodel: nn.Module, data, search_weight_clip: bool = True) -> nn.Module:
     """Observe activations on ``data`` (training images: a tensor or batches), fix the qparams.
@@ -428,19 +421,16 @@ def calibrate(qmodel: nn.Module, data, search_weight_clip: bool = True) -> nn.Mo
     layers = quant_layers(qmodel)
     if not layers:
         raise ValueError("no quantized layers: build the model with quantize_model first")
+    check_finite(qmodel.state_dict(), "the model to calibrate")
+    batches = image_batches(data)
     was_training = qmodel.training
     qmodel.eval()
     for layer in layers.values():
         layer.update_weight_scale(search=search_weight_clip)
         layer.input_quant.observing, layer.input_quant._samples, layer.input_quant._rng = True, [], None
-    seen = 0
     try:
-        for images in _as_batches(data):
-            if len(images):
-                qmodel(images.to(next(qmodel.parameters()).device))
-                seen += len(images)
-        if seen == 0:
-            raise ValueError("calibration needs at least one image: the calibration data is empty")
+        for images in batches:
+            qmodel(images.to(next(qmodel.parameters()).device))
         for layer in layers.values():
             layer.input_quant.compute_qparams()
     finally:

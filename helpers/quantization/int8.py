@@ -6,15 +6,16 @@ activations with a histogram observer), runs calibration images (training data, 
 through it and converts it into a ``GraphModule`` of quantized kernels (fbgemm/oneDNN): the
 integer arithmetic really happens, so it is smaller and faster than the float model.
 
-Saved files (``save_int8``) are *not* ``helpers.load_model`` checkpoints; give them the suffix
-``.int8`` (``weights/06_int8_x86.int8``) and open them with ``load_int8(path)``. They hold a plain
-dict (format tag, ``CNNConfig``, backend, the converted ``state_dict`` with its quantized tensors)
-and load with ``torch.load(weights_only=True)``: ``load_int8`` rebuilds the graph from the config
-and loads the tensors, so no code is unpickled.
+Saved files take the suffix ``.int8`` (``weights/06_int8_x86.int8``); ``helpers.save``/``helpers.load``
+(or ``save_int8``/``load_int8``) write and read them. They hold a plain dict (format tag,
+``CNNConfig``, backend, the converted ``state_dict`` with its quantized tensors, meta, and the
+SHA-256 ``content_digest`` of all that) and load with ``torch.load(weights_only=True)``: the loader
+checks the digest, rebuilds the graph from the config and loads the tensors, so no code is unpickled.
 """
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import warnings
 from contextlib import contextmanager
@@ -23,12 +24,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoints import CheckpointError
-from ..io_utils import atomic_path
+from ..checkpoints import model_from_config, torch_bytes, torch_payload
+from ..inputs import check_finite, image_batches
 from ..models import FashionCNN, build_model
-from .fake import _as_batches
+from ..storage.framing import ModelFileError, content_digest, read_model_file, write_model_file
 
-FORMAT = "compression-course/int8-fx-v1"
+FORMAT = "compression-course/int8-fx-v2"
+LEGACY_FORMAT = "compression-course/int8-fx-v1"  # before the digest: read, never written
 SUFFIX = ".int8"
 BACKENDS = ("x86", "fbgemm", "qnnpack", "onednn")
 
@@ -67,56 +69,66 @@ def convert_int8(model: FashionCNN, calibration_data, backend: str = "x86") -> t
 
     if not isinstance(model, FashionCNN):
         raise TypeError(f"convert_int8 expects a float FashionCNN, got {type(model).__name__}")
+    check_finite(model.state_dict())
     with _quiet():
         prepared = _prepare(model, backend)
-        seen = 0
-        for images in _as_batches(calibration_data):
-            if len(images):
-                prepared(images.cpu())
-                seen += len(images)
-        if seen == 0:
-            raise ValueError("calibration needs at least one image: the calibration data is empty")
+        for images in image_batches(calibration_data):
+            prepared(images.cpu())
         converted = convert_fx(prepared)
     converted.config, converted.backend = model.config, backend
     return converted.eval()
 
 
-def save_int8(converted: torch.fx.GraphModule, path: str | os.PathLike, meta: dict | None = None) -> Path:
-    """Write an int8 model (from ``convert_int8``) to ``path`` (suffix ``.int8``) atomically."""
-    path = Path(path)
-    if path.suffix != SUFFIX:
-        raise ValueError(f"int8 files take the suffix {SUFFIX!r} (they are not helpers.load_model "
-                         f"checkpoints), got {path.name!r}")
-    if not hasattr(converted, "config"):
-        raise ValueError("save_int8 expects a model returned by convert_int8")
+class Int8FileError(ModelFileError):
+    """An ``.int8`` file is corrupt, of another format, or does not fit its int8 graph."""
+
+
+def encode(converted: torch.fx.GraphModule, meta: dict | None = None) -> bytes:
+    """The bytes of an ``.int8`` file of a model from ``convert_int8``."""
+    if not hasattr(converted, "config") or not hasattr(converted, "backend"):
+        raise ValueError("an .int8 file holds a model returned by convert_int8")
+    state = converted.state_dict()
+    check_finite(state)
     payload = {"format": FORMAT, "config": converted.config.to_dict(), "backend": converted.backend,
-               "state_dict": converted.state_dict(), "meta": dict(meta or {})}
-    with atomic_path(path) as tmp, _quiet():
-        torch.save(payload, tmp)
-    return path
+               "state_dict": state, "meta": dict(meta or {})}
+    with _quiet():
+        return torch_bytes({**payload, "sha256": content_digest(payload)})
+
+
+@functools.lru_cache(maxsize=8)
+def _int8_graph(config, backend: str) -> torch.fx.GraphModule:
+    """An int8 graph of a model of ``config`` with placeholder qparams (a file's tensors replace
+    them); cached, since tracing and converting takes far longer than loading the tensors."""
+    from torch.ao.quantization.quantize_fx import convert_fx
+
+    with _quiet(), torch.no_grad():
+        prepared = _prepare(build_model(config), backend)
+        prepared(torch.rand(2, config.in_channels, config.image_size, config.image_size))
+        return convert_fx(prepared)
+
+
+def decode(data: bytes, source: str = "int8 file") -> torch.fx.GraphModule:
+    """Rebuild the int8 model of an ``.int8`` file's bytes (``weights_only`` loading; clear errors)."""
+    with _quiet():
+        payload = torch_payload(data, FORMAT, LEGACY_FORMAT, Int8FileError, source)
+    config = model_from_config(payload.get("config"), Int8FileError, source).config
+    backend = payload.get("backend")
+    if backend not in BACKENDS or not isinstance(payload.get("state_dict"), dict):
+        raise Int8FileError(f"{source}: unknown backend {backend!r} or no state_dict")
+    converted = copy.deepcopy(_int8_graph(config, backend))
+    try:
+        converted.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as err:
+        raise Int8FileError(f"{source} does not fit the int8 graph of its config: {err}") from err
+    converted.config, converted.backend = config, backend
+    return converted.eval()
+
+
+def save_int8(converted: torch.fx.GraphModule, path: str | os.PathLike, meta: dict | None = None) -> Path:
+    """Write an int8 model (from ``convert_int8``) as an ``.int8`` file atomically (as ``helpers.save``)."""
+    return write_model_file(path, encode(converted, meta), SUFFIX)
 
 
 def load_int8(path: str | os.PathLike) -> torch.fx.GraphModule:
-    """Rebuild an int8 model saved by ``save_int8`` (``weights_only`` loading; clear errors)."""
-    from torch.ao.quantization.quantize_fx import convert_fx
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no int8 model at {path}")
-    try:
-        with _quiet():
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"{path} is not a readable int8 model (corrupt or truncated?): {err}") from err
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a {FORMAT} file (saved by save_int8)")
-    with _quiet(), torch.no_grad():
-        prepared = _prepare(build_model(payload["config"]), payload["backend"])
-        prepared(torch.rand(2, 1, 28, 28))  # observers need a range; the saved qparams replace it
-        converted = convert_fx(prepared)
-    try:
-        converted.load_state_dict(payload["state_dict"])
-    except (RuntimeError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{path} does not fit the int8 graph of its config: {err}") from err
-    converted.config, converted.backend = build_model(payload["config"]).config, payload["backend"]
-    return converted.eval()
+    """Rebuild the int8 model of an ``.int8`` file (as ``helpers.load``)."""
+    return decode(read_model_file(path, "int8 model"), source=str(path))

@@ -21,22 +21,19 @@ entropy-coded) so the notebook can show where the savings come from.
 """
 from __future__ import annotations
 
-import json
 import lzma
 import os
 import struct
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoints import load_state_into
-from ..io_utils import atomic_path
-from ..quantization.fake import (QUANT_LAYERS, dequantize_weight, quant_layers, quantized_model_from,
-                                 symmetric_range)
-from .framing import checked_payload, frame, json_header
-from .packed import pack_bits, unpack_bits
+from ..quantization.fake import quant_layers, symmetric_range
+from ..inputs import check_finite
+from .framing import (ModelFileError, checked_payload, frame, json_bytes, json_header,
+                      read_model_file, write_model_file)
+from .packed import decode_model, pack_bits, unpack_bits
 from .sparse import _relative_gaps
 
 MAGIC = b"CCDCOMP1"
@@ -45,8 +42,8 @@ SUFFIX = ".ccz"
 _HLEN = struct.Struct("<I")
 
 
-class CompressedFileError(ValueError):
-    """A compressed file is missing, truncated, corrupt, or of another format."""
+class CompressedFileError(ModelFileError):
+    """A compressed file is truncated, corrupt, or of another format."""
 
 
 def _sparse_codes(codes: np.ndarray, bits: int) -> tuple[bytes, bytes, int]:
@@ -72,11 +69,12 @@ def _codes_from_sparse(gaps: bytes, packed: bytes, entries: int, bits: int, shap
     return flat.reshape(shape)
 
 
-def encode(qmodel: nn.Module, meta: dict | None = None) -> tuple[bytes, dict]:
+def encode_with_stages(qmodel: nn.Module, meta: dict | None = None) -> tuple[bytes, dict]:
     """(file bytes, stage sizes in bytes) of a pruned, quantized model."""
     layers = quant_layers(qmodel)
     if not layers or not hasattr(qmodel, "quant_spec"):
         raise ValueError("compress a model from quantize_model (pruned first, then quantized)")
+    check_finite(qmodel.state_dict())
     coded = {f"{name}.weight": layer for name, layer in layers.items() if layer.weight_bits is not None}
     table, chunks, offset = [], [], 0
     stages = {"dense_float32": 0, "sparse_float32": 0, "sparse_packed": 0}
@@ -98,26 +96,15 @@ def encode(qmodel: nn.Module, meta: dict | None = None) -> tuple[bytes, dict]:
         table.append({"name": key, "shape": list(tensor.shape), "offset": offset, "nbytes": len(data), **entry})
         chunks.append(data)
         offset += len(data)
-    header = json.dumps({"format": FORMAT, "config": qmodel.config.to_dict(), "spec": qmodel.quant_spec.to_dict(),
-                         "tensors": table, "meta": dict(meta or {})}, separators=(",", ":")).encode()
+    header = json_bytes({"format": FORMAT, "config": qmodel.config.to_dict(), "spec": qmodel.quant_spec.to_dict(),
+                         "tensors": table, "meta": dict(meta or {})})
     payload = lzma.compress(b"".join(chunks), preset=9 | lzma.PRESET_EXTREME)
     data = frame(MAGIC + _HLEN.pack(len(header)) + header, payload)
     stages["entropy_coded"] = len(data)
     return data, stages
 
 
-def save_compressed_model(qmodel: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> dict:
-    """Write ``qmodel`` as a ``.ccz`` file atomically; returns the stage sizes (bytes)."""
-    path = Path(path)
-    if path.suffix != SUFFIX:
-        raise ValueError(f"compressed files take the suffix {SUFFIX!r}, got {path.name!r}")
-    data, stages = encode(qmodel, meta)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return stages
-
-
-def decode(data: bytes, source: str = "compressed file") -> tuple[dict, bytes]:
+def read_compressed_bytes(data: bytes, source: str = "compressed file") -> tuple[dict, bytes]:
     """(header, decompressed payload), with every length and the checksum checked."""
     if len(data) < len(MAGIC) + _HLEN.size or data[:len(MAGIC)] != MAGIC:
         raise CompressedFileError(f"{source} is not a {FORMAT} file (bad magic bytes)")
@@ -132,10 +119,17 @@ def decode(data: bytes, source: str = "compressed file") -> tuple[dict, bytes]:
     return header, payload
 
 
+def encode(qmodel: nn.Module, meta: dict | None = None) -> bytes:
+    """The bytes of a ``.ccz`` file of a pruned, quantized model."""
+    return encode_with_stages(qmodel, meta)[0]
+
+
 def _tensor(entry: dict, payload: bytes) -> torch.Tensor:
     chunk = payload[entry["offset"]:entry["offset"] + entry["nbytes"]]
     if len(chunk) != entry["nbytes"]:
         raise CompressedFileError(f"tensor {entry['name']} runs past the payload")
+    if entry["offset"] < 0:
+        raise CompressedFileError(f"tensor {entry['name']} has a negative offset")
     if entry["kind"] == "sparse_codes":
         gaps, packed = chunk[:entry["gap_bytes"]], chunk[entry["gap_bytes"]:]
         codes = _codes_from_sparse(gaps, packed, entry["entries"], entry["bits"], entry["shape"])
@@ -143,23 +137,25 @@ def _tensor(entry: dict, payload: bytes) -> torch.Tensor:
     return torch.from_numpy(np.frombuffer(chunk, dtype=entry["dtype"]).copy()).reshape(entry["shape"])
 
 
-def load_compressed_model(path: str | os.PathLike) -> nn.Module:
-    """The model stored in a ``.ccz`` file, in eval mode, from that file alone."""
-    path = Path(path)
-    if not path.is_file():
-        raise CompressedFileError(f"no compressed model at {path}")
-    header, payload = decode(path.read_bytes(), source=str(path))
-    qmodel = quantized_model_from(header["config"], header["spec"])
+def decode(data: bytes, source: str = "compressed file") -> nn.Module:
+    """The model of a ``.ccz`` file's bytes, in eval mode, from those bytes alone."""
+    header, payload = read_compressed_bytes(data, source)
     try:
         tensors = {e["name"]: _tensor(e, payload) for e in header["tensors"]}
-    except ValueError as err:  # unpack_bits on a wrong length, a bad dtype ...
-        raise CompressedFileError(f"{path} is corrupt: {err}") from err
-    for entry in header["tensors"]:
-        if entry["kind"] == "sparse_codes":
-            name = entry["name"]
-            tensors[name] = dequantize_weight(tensors[name], tensors[name[:-len("weight")] + "weight_scale"])
-    load_state_into(qmodel, tensors, source=str(path))
-    for layer in qmodel.modules():
-        if isinstance(layer, QUANT_LAYERS):
-            layer.input_quant.calibrated = layer.input_quant.bits is not None
-    return qmodel.eval()
+        return decode_model(header, tensors, CompressedFileError, source)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        if isinstance(err, ModelFileError):
+            raise
+        raise CompressedFileError(f"{source} is corrupt or has an invalid tensor table ({err!r})") from err
+
+
+def save_compressed_model(qmodel: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> dict:
+    """Write ``qmodel`` as a ``.ccz`` file atomically; returns the stage sizes (bytes)."""
+    data, stages = encode_with_stages(qmodel, meta)
+    write_model_file(path, data, SUFFIX)
+    return stages
+
+
+def load_compressed_model(path: str | os.PathLike) -> nn.Module:
+    """The model of a ``.ccz`` file (as ``helpers.load``)."""
+    return decode(read_model_file(path, "compressed model"), source=str(path))

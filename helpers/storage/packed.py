@@ -19,7 +19,6 @@ are identical. The file's size is its bytes on disk.
 """
 from __future__ import annotations
 
-import json
 import os
 import struct
 from pathlib import Path
@@ -28,10 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..io_utils import atomic_path
-from ..quantization.fake import (QUANT_LAYERS, dequantize_weight, quant_layers, quantized_model_from,
-                                 symmetric_range)
-from .framing import checked_payload, frame, json_header
+from ..quantization.fake import dequantize_weight, quant_layers, quantized_model_from, symmetric_range
+from ..inputs import check_finite
+from .framing import (ModelFileError, checked_payload, frame, json_bytes, json_header,
+                      read_model_file, write_model_file)
 
 MAGIC = b"CCQPACK\x00"
 VERSION = 1
@@ -42,8 +41,8 @@ _DTYPES = {"float32": torch.float32, "int32": torch.int32, "int64": torch.int64,
            "uint8": torch.uint8, "float64": torch.float64}
 
 
-class PackedFileError(ValueError):
-    """A packed file is missing, truncated, corrupt, or of another format/version."""
+class PackedFileError(ModelFileError):
+    """A packed file is truncated, corrupt, or of another format/version."""
 
 
 def _check_bits(bits: int) -> int:
@@ -85,7 +84,8 @@ def encode(qmodel: nn.Module, meta: dict | None = None) -> bytes:
     """The bytes of a packed file for a calibrated model from ``quantize_model``."""
     layers = quant_layers(qmodel)
     if not layers or not hasattr(qmodel, "quant_spec"):
-        raise ValueError("save_packed expects a quantized model (quantize_model + calibrate)")
+        raise ValueError("a .packed file holds a quantized model (quantize_model + calibrate)")
+    check_finite(qmodel.state_dict())
     packed_weights = {f"{name}.weight": layer for name, layer in layers.items() if layer.weight_bits is not None}
     table, chunks, offset = [], [], 0
     for key, tensor in qmodel.state_dict().items():
@@ -102,25 +102,13 @@ def encode(qmodel: nn.Module, meta: dict | None = None) -> bytes:
         table.append({"name": key, "shape": list(tensor.shape), "offset": offset, "nbytes": len(data), **entry})
         chunks.append(data)
         offset += len(data)
-    header = json.dumps({"format": FORMAT, "config": qmodel.config.to_dict(),
-                         "spec": qmodel.quant_spec.to_dict(), "tensors": table,
-                         "meta": dict(meta or {})}, separators=(",", ":")).encode()
+    header = json_bytes({"format": FORMAT, "config": qmodel.config.to_dict(),
+                         "spec": qmodel.quant_spec.to_dict(), "tensors": table, "meta": dict(meta or {})})
     payload = b"".join(chunks)
     return frame(_PREFIX.pack(MAGIC, VERSION, len(header)) + header, payload)
 
 
-def save_packed(qmodel: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> Path:
-    """Write ``qmodel`` as a packed file (suffix ``.packed``) atomically; returns the path."""
-    path = Path(path)
-    if path.suffix != SUFFIX:
-        raise ValueError(f"packed files take the suffix {SUFFIX!r}, got {path.name!r}")
-    data = encode(qmodel, meta)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return path
-
-
-def decode(data: bytes, source: str = "packed file") -> tuple[dict, bytes]:
+def read_packed_bytes(data: bytes, source: str = "packed file") -> tuple[dict, bytes]:
     """(header dict, payload) of a packed file's bytes, every length and the checksum checked."""
     if len(data) < _PREFIX.size or data[:8] != MAGIC:
         raise PackedFileError(f"{source} is not a packed model (bad magic bytes)")
@@ -135,41 +123,67 @@ def decode(data: bytes, source: str = "packed file") -> tuple[dict, bytes]:
 def _tensor(entry: dict, payload: bytes) -> torch.Tensor:
     chunk = payload[entry["offset"]:entry["offset"] + entry["nbytes"]]
     count = int(np.prod(entry["shape"], dtype=np.int64))
+    if len(chunk) != entry["nbytes"] or entry["offset"] < 0:
+        raise ValueError(f"tensor {entry['name']} runs past the payload")
     if entry["kind"] == "codes":
         qmin, _ = symmetric_range(entry["bits"])
         codes = unpack_bits(chunk, entry["bits"], count).astype(np.int16) + qmin
         return torch.from_numpy(codes.astype(np.int8)).reshape(entry["shape"])
+    if entry["kind"] != "raw" or entry["dtype"] not in _DTYPES:
+        raise ValueError(f"tensor {entry['name']}: unknown kind {entry['kind']!r} or dtype {entry.get('dtype')!r}")
     array = np.frombuffer(chunk, dtype=entry["dtype"]).copy()
     return torch.from_numpy(array).reshape(entry["shape"])
 
 
-def load_packed_model(path: str | os.PathLike) -> nn.Module:
-    """The fake-quantized model stored in a ``.packed`` file, in eval mode (an ``nn.Module`` that
-    takes [0, 1] images); weights are ``scale * code``, exactly what the saved model computed with.
+def decode_model(header: dict, tensors: dict, error: type[ModelFileError], source: str) -> nn.Module:
+    """The fake-quantized model of a ``.packed``/``.ccz`` header and its decoded tensors (weights as
+    integer codes, turned into ``scale * code`` here), in eval mode; ``error`` for a misfit."""
+    from ..checkpoints import load_state_into, model_from_config
 
-    Raises ``PackedFileError`` (a ValueError) on a missing, truncated or corrupt file.
-    """
-    from ..checkpoints import load_state_into
-
-    path = Path(path)
-    if not path.is_file():
-        raise PackedFileError(f"no packed model at {path}")
-    header, payload = decode(path.read_bytes(), source=str(path))
-    qmodel = quantized_model_from(header["config"], header["spec"])
-    tensors = {e["name"]: _tensor(e, payload) for e in header["tensors"]}
-    codes = {e["name"] for e in header["tensors"] if e["kind"] == "codes"}
+    try:
+        qmodel = quantized_model_from(model_from_config(header["config"], error, source).config, header["spec"])
+    except (KeyError, TypeError, ValueError) as err:
+        if isinstance(err, ModelFileError):
+            raise
+        raise error(f"{source}: the stored config or quantization spec is invalid ({err!r})") from err
+    codes = {e["name"] for e in header["tensors"] if e["kind"] in ("codes", "sparse_codes")}
     for name in codes:
         scale = tensors.get(name[: -len("weight")] + "weight_scale")
         if scale is None:
-            raise PackedFileError(f"{path}: {name} has codes but no weight_scale")
+            raise error(f"{source}: {name} has codes but no weight_scale")
         tensors[name] = dequantize_weight(tensors[name], scale)
-    load_state_into(qmodel, tensors, source=str(path))
-    for layer in qmodel.modules():
-        if isinstance(layer, QUANT_LAYERS):
-            layer.input_quant.calibrated = layer.input_quant.bits is not None
+    load_state_into(qmodel, tensors, source=source)
+    for layer in quant_layers(qmodel).values():
+        layer.input_quant.calibrated = layer.input_quant.bits is not None
     return qmodel.eval()
+
+
+def decode(data: bytes, source: str = "packed file") -> nn.Module:
+    """The fake-quantized model of a ``.packed`` file's bytes, in eval mode (an ``nn.Module`` that
+    takes [0, 1] images); weights are ``scale * code``, exactly what the saved model computed with.
+
+    Raises ``PackedFileError`` (a ``ModelFileError``) on truncated or corrupt bytes.
+    """
+    header, payload = read_packed_bytes(data, source)
+    try:
+        tensors = {e["name"]: _tensor(e, payload) for e in header["tensors"]}
+        return decode_model(header, tensors, PackedFileError, source)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        if isinstance(err, ModelFileError):
+            raise
+        raise PackedFileError(f"{source} has an invalid tensor table ({err!r})") from err
+
+
+def save_packed(qmodel: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> Path:
+    """Write ``qmodel`` as a ``.packed`` file atomically; returns the path (as ``helpers.save``)."""
+    return write_model_file(path, encode(qmodel, meta), SUFFIX)
+
+
+def load_packed_model(path: str | os.PathLike) -> nn.Module:
+    """The model of a ``.packed`` file (as ``helpers.load``)."""
+    return decode(read_model_file(path, "packed model"), source=str(path))
 
 
 def read_header(path: str | os.PathLike) -> dict:
     """The JSON header of a packed file (config, spec, tensor table, meta)."""
-    return decode(Path(path).read_bytes(), source=str(path))[0]
+    return read_packed_bytes(read_model_file(path, "packed model"), source=str(path))[0]

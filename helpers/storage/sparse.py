@@ -1,11 +1,12 @@
 """A compact sparse file format for pruned course models, and its loader ``load_sparse_model``.
 
-Layout of a ``.sparse`` file (all integers little-endian)::
+Layout of a ``.sparse`` file (all integers little-endian; ``storage.framing``)::
 
     magic    8 bytes  b"CCSPARS1"
-    version  uint32   1
+    version  uint32   2 (version 1, without the payload length and format tag, is still read)
     hlen     uint32   length of the JSON header
-    header   hlen bytes of UTF-8 JSON: {"config", "meta", "tensors": [entry, ...]}
+    header   hlen bytes of UTF-8 JSON: {"format", "config", "meta", "tensors": [entry, ...]}
+    plen     uint64   length of the payload
     payload  the tensors' bytes, one after the other, in header order
     crc32    uint32   zlib.crc32 of everything before it
 
@@ -35,10 +36,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..io_utils import atomic_path
+from ..inputs import check_finite
+from .framing import (ModelFileError, checked_payload, frame, json_bytes, json_header,
+                      read_model_file, write_model_file)
 
 MAGIC = b"CCSPARS1"
-VERSION = 1
+VERSION = 2
+FORMAT = "compression-course/sparse-v2"
+SUFFIX = ".sparse"
 ENCODINGS = ("dense", "bitmap", "relative")
 VALUE_DTYPES = {"float32": np.float32, "float16": np.float16}
 _HEAD = struct.Struct("<8sII")
@@ -47,7 +52,7 @@ _NP_DTYPES = {"float32": np.float32, "float64": np.float64, "float16": np.float1
               "int64": np.int64, "int32": np.int32, "uint8": np.uint8, "bool": np.bool_}
 
 
-class SparseFormatError(ValueError):
+class SparseFormatError(ModelFileError):
     """A file is not a valid sparse model file (wrong magic/version, truncated, corrupt)."""
 
 
@@ -101,7 +106,10 @@ def decode_tensor(entry: dict, data: bytes) -> torch.Tensor:
         nnz, index_bytes, value_bytes = int(entry["nnz"]), int(entry["index_bytes"]), int(entry["value_bytes"])
     except (KeyError, TypeError, ValueError) as err:
         raise SparseFormatError(f"malformed tensor entry {entry!r}: {err}") from err
-    if dtype not in _NP_DTYPES or encoding not in ENCODINGS:
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise SparseFormatError(f"tensor {name!r}: invalid shape {shape!r}")
+    if not isinstance(dtype, str) or not isinstance(encoding, str) or dtype not in _NP_DTYPES \
+            or encoding not in ENCODINGS:
         raise SparseFormatError(f"tensor {name!r}: unknown dtype {dtype!r} or encoding {encoding!r}")
     numel = int(np.prod(shape)) if shape else 1
     if len(data) != index_bytes + value_bytes:
@@ -134,9 +142,8 @@ def decode_tensor(entry: dict, data: bytes) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- whole models
-def save_sparse_model(model: nn.Module, path: str | os.PathLike, meta: dict | None = None,
-                      value_dtype: str = "float32") -> Path:
-    """Write ``model`` (config + every state_dict tensor) in the sparse format, atomically.
+def encode(model: nn.Module, meta: dict | None = None, value_dtype: str = "float32") -> bytes:
+    """The bytes of a ``.sparse`` file of ``model`` (config + every state_dict tensor + meta).
 
     ``value_dtype="float32"`` (default) restores the model exactly; ``"float16"`` is smaller but
     rounds the non-zero values.
@@ -144,77 +151,92 @@ def save_sparse_model(model: nn.Module, path: str | os.PathLike, meta: dict | No
     if value_dtype not in VALUE_DTYPES:
         raise ValueError(f"value_dtype must be one of {list(VALUE_DTYPES)}, got {value_dtype!r}")
     if not hasattr(model, "config"):
-        raise ValueError("save_sparse_model needs a course model with a .config (helpers.build_model)")
-    entries, chunks = [], []
-    for name, tensor in model.state_dict().items():
+        raise ValueError("a .sparse file needs a course model with a .config (helpers.build_model)")
+    state = model.state_dict()
+    for name in state:
         if name.endswith(("_orig", "_mask")):
             raise ValueError(f"fold the pruning masks in before saving (found {name})")
+    check_finite(state)
+    entries, chunks = [], []
+    for name, tensor in state.items():
         entry, data = encode_tensor(name, tensor, value_dtype)
         entries.append(entry)
         chunks.append(data)
-    header = json.dumps({"config": model.config.to_dict(), "meta": dict(meta or {}),
-                         "tensors": entries}, separators=(",", ":")).encode()
-    body = _HEAD.pack(MAGIC, VERSION, len(header)) + header + b"".join(chunks)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(body + _CRC.pack(zlib.crc32(body)))
-    return path
+    header = json_bytes({"format": FORMAT, "config": model.config.to_dict(), "meta": dict(meta or {}),
+                         "tensors": entries})
+    return frame(_HEAD.pack(MAGIC, VERSION, len(header)) + header, b"".join(chunks))
 
 
-def read_sparse_file(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(header, state_dict) of a sparse model file, with every length and the checksum validated."""
-    path = Path(path)
-    if not path.is_file():
-        raise SparseFormatError(f"no sparse model file at {path}")
-    blob = path.read_bytes()
-    if len(blob) < _HEAD.size + _CRC.size:
-        raise SparseFormatError(f"{path} is too short ({len(blob)} bytes) to be a sparse model file")
-    magic, version, hlen = _HEAD.unpack_from(blob)
+def read_sparse_bytes(data: bytes, source: str = "sparse file") -> tuple[dict, dict[str, torch.Tensor]]:
+    """(header, state_dict) of a ``.sparse`` file's bytes, with every length and the checksum validated.
+
+    Reads version 2 (the shared framing) and version 1 (no payload length, no format tag).
+    """
+    if len(data) < _HEAD.size + _CRC.size:
+        raise SparseFormatError(f"{source} is too short ({len(data)} bytes) to be a sparse model file")
+    magic, version, hlen = _HEAD.unpack_from(data)
     if magic != MAGIC:
-        raise SparseFormatError(f"{path} is not a sparse model file (magic {magic!r}, expected {MAGIC!r})")
-    if version != VERSION:
-        raise SparseFormatError(f"{path} has format version {version}; this loader reads version {VERSION}")
-    body, (crc,) = blob[:-_CRC.size], _CRC.unpack(blob[-_CRC.size:])
-    if _HEAD.size + hlen > len(body):
-        raise SparseFormatError(f"{path} is truncated: the header runs past the end of the file")
-    if zlib.crc32(body) != crc:
-        raise SparseFormatError(f"{path} is corrupt or truncated (checksum mismatch)")
-    try:
-        header = json.loads(body[_HEAD.size:_HEAD.size + hlen].decode())
-        entries = header["tensors"]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise SparseFormatError(f"{path} has an unreadable header: {err}") from err
-    state, offset = {}, _HEAD.size + hlen
+        raise SparseFormatError(f"{source} is not a sparse model file (magic {magic!r}, expected {MAGIC!r})")
+    end = _HEAD.size + hlen
+    if version == VERSION:
+        payload = checked_payload(data, end, SparseFormatError, source)
+        header = json_header(data[_HEAD.size:end], FORMAT, SparseFormatError, source)
+    elif version == 1:
+        body, (crc,) = data[:-_CRC.size], _CRC.unpack(data[-_CRC.size:])
+        if end > len(body):
+            raise SparseFormatError(f"{source} is truncated: the header runs past the end of the file")
+        if zlib.crc32(body) != crc:
+            raise SparseFormatError(f"{source} is corrupt or truncated (checksum mismatch)")
+        try:
+            header = json.loads(body[_HEAD.size:end].decode())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise SparseFormatError(f"{source} has an unreadable header: {err}") from err
+        payload = body[end:]
+    else:
+        raise SparseFormatError(f"{source} has format version {version}; this loader reads versions 1 and {VERSION}")
+    entries = header.get("tensors") if isinstance(header, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise SparseFormatError(f"{source} has no valid tensor table in its header")
+    state, offset = {}, 0
     for entry in entries:
-        size = int(entry.get("index_bytes", 0)) + int(entry.get("value_bytes", 0))
-        if offset + size > len(body):
-            raise SparseFormatError(f"{path} is truncated inside tensor {entry.get('name')!r}")
-        state[entry["name"]] = decode_tensor(entry, body[offset:offset + size])
+        try:
+            size = int(entry.get("index_bytes", 0)) + int(entry.get("value_bytes", 0))
+        except (TypeError, ValueError) as err:
+            raise SparseFormatError(f"{source}: malformed tensor entry {entry!r}") from err
+        if size < 0 or offset + size > len(payload):
+            raise SparseFormatError(f"{source} is truncated inside tensor {entry.get('name')!r}")
+        state[entry.get("name")] = decode_tensor(entry, payload[offset:offset + size])
         offset += size
-    if offset != len(body):
-        raise SparseFormatError(f"{path} has {len(body) - offset} unexpected bytes after the tensors")
+    if offset != len(payload):
+        raise SparseFormatError(f"{source} has {len(payload) - offset} unexpected bytes after the tensors")
     return header, state
 
 
-def load_sparse_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model saved by ``save_sparse_model`` (at its saved shape), in eval mode.
+def decode(data: bytes, source: str = "sparse file") -> nn.Module:
+    """The model of a ``.sparse`` file's bytes (at its saved shape), in eval mode on the CPU.
 
-    Raises ``SparseFormatError`` (a ValueError) for a file that is not one, truncated or corrupt.
+    Raises ``SparseFormatError`` (a ``ModelFileError``) for bytes that are not one, truncated or corrupt.
     """
-    from ..checkpoints import load_state_into
-    from ..models import build_model
+    from ..checkpoints import load_state_into, model_from_config
 
-    header, state = read_sparse_file(path)
-    try:
-        model = build_model(header["config"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise SparseFormatError(f"{path}: the stored model config is invalid: {err}") from err
-    load_state_into(model, state, source=str(path))
-    return model.to(device).eval()
+    header, state = read_sparse_bytes(data, source)
+    model = model_from_config(header.get("config"), SparseFormatError, source)
+    return load_state_into(model, state, source=source).eval()
+
+
+def save_sparse_model(model: nn.Module, path: str | os.PathLike, meta: dict | None = None,
+                      value_dtype: str = "float32") -> Path:
+    """Write ``model`` as a ``.sparse`` file atomically (``helpers.save`` with a ``value_dtype``)."""
+    return write_model_file(path, encode(model, meta, value_dtype), SUFFIX)
+
+
+def load_sparse_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model of a ``.sparse`` file, in eval mode (as ``helpers.load``)."""
+    return decode(read_model_file(path, "sparse model file"), source=str(path)).to(device)
 
 
 def encoding_summary(path: str | os.PathLike) -> list[dict]:
     """Per tensor: name, encoding, stored values and bytes (index + values)."""
-    header, _ = read_sparse_file(path)
+    header, _ = read_sparse_bytes(read_model_file(path, "sparse model file"), str(path))
     return [{"name": e["name"], "encoding": e["encoding"], "nnz": e["nnz"],
              "bytes": e["index_bytes"] + e["value_bytes"]} for e in header["tensors"]]

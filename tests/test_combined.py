@@ -1,0 +1,53 @@
+"""combined.py: quantizing a pruned model keeps its zeros; saved_model_of finds a stage's model."""
+import json
+
+import torch
+
+from helpers import save_model
+from helpers.combined import masks_of, quantize_keeping_masks, saved_model_of
+from helpers.models import CNNConfig, build_model, prunable_layers
+from helpers.paths import OutputDirs
+from helpers.quantization.fake import quant_layers
+
+
+def _pruned():
+    torch.manual_seed(0)
+    model = build_model(CNNConfig(conv_channels=(4, 8, 8), fc_features=(16,))).eval()
+    with torch.no_grad():
+        for layer in prunable_layers(model).values():
+            layer.weight.mul_(torch.rand_like(layer.weight) < 0.3)
+    return model
+
+
+def test_masks_of_marks_the_non_zero_weights():
+    model = _pruned()
+    masks = masks_of(model)
+    assert set(masks) == set(prunable_layers(model))
+    assert all(torch.equal(m, prunable_layers(model)[n].weight != 0) for n, m in masks.items())
+
+
+def test_quantize_keeping_masks_keeps_pruned_weights_at_zero_through_qat():
+    model, images = _pruned(), torch.rand(32, 1, 28, 28)
+    batches = [(images, torch.randint(0, 10, (32,)))]
+    qmodel, history = quantize_keeping_masks(model, 4, images, train_batches=batches, qat_epochs=1,
+                                             device="cpu")
+    assert history is not None and not qmodel.training
+    masks = masks_of(model)
+    for name, layer in quant_layers(qmodel).items():
+        assert bool((layer.weight_codes()[~masks[name]] == 0).all())
+
+
+def test_saved_model_of_picks_the_record_with_the_highest_value(tmp_path):
+    outputs = OutputDirs(tmp_path, quick=True)
+    records = []
+    for name, sparsity in (("low", 0.5), ("high", 0.9)):
+        save_model(_pruned(), outputs.weights / f"05_{name}.pt")
+        records.append({"name": name, "method": "m", "test_accuracy": 90.0, "sparsity": sparsity,
+                        "params_nonzero": 1, "weight_bits": 32, "activation_bits": None, "size_bytes": 1,
+                        "latency_ms": None, "weights_file": f"weights/05_{name}.pt", "quick": True})
+    outputs.results.mkdir(parents=True, exist_ok=True)
+    (outputs.results / "05_schedules.json").write_text(json.dumps(records))
+    record, model = saved_model_of("05", outputs)
+    assert record["name"] == "high" and model.config.conv_channels == (4, 8, 8)
+    assert saved_model_of("05", outputs, name="low")[0]["name"] == "low"
+    assert saved_model_of("09", outputs) is None  # no such stage here nor in the committed results
