@@ -203,47 +203,6 @@ def draw_layer_filters(ax_norms, ax_images, weight: Tensor, keep: Tensor, title:
             sub.plot([-0.5, img.shape[-1] - 0.5], [img.shape[-2] - 0.5, -0.5], color="C3", lw=2)
 
 
-def plot_curve_point(curve: Sequence[dict], index: int, baseline: dict, weight: Tensor, keep: Tensor,
-                     layer: str, x_key: str = "ratio", x_label: str = "pruning ratio"):
-    """One point of a pruning curve: accuracy on the curve, its size and speed-up, and the filters
-    of ``layer`` it removes. ``curve`` and ``baseline`` are result records (``make_record``) with an
-    ``x_key`` entry; ``weight`` is the unpruned layer weight and ``keep`` the filters kept."""
-    point = curve[index]
-    fig = plt.figure(figsize=(13, 7.5))
-    grid = fig.add_gridspec(2, 3, width_ratios=[1.2, 0.9, 0.8], height_ratios=[1.3, 1.0])
-    ax_acc, ax_gain = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
-    ax_norms, ax_images = fig.add_subplot(grid[1, :]), fig.add_subplot(grid[0, 2])
-    xs = [p[x_key] for p in curve]
-    ax_acc.plot(xs, [p["test_accuracy"] for p in curve], "o-", color="C0", label="pruned + fine-tuned (test)")
-    if all("val_accuracy_pruned" in p for p in curve):  # a second axis: often far lower
-        ax_before = ax_acc.twinx()
-        ax_before.plot(xs, [p["val_accuracy_pruned"] for p in curve], "s:", color="C1", alpha=0.7)
-        ax_before.set_ylabel("right after pruning, before fine-tuning (val. %)", color="C1", fontsize=8)
-        ax_before.tick_params(axis="y", colors="C1", labelsize=8)
-        ax_before.grid(False)
-    ax_acc.plot(point[x_key], point["test_accuracy"], "o", ms=14, mfc="none", mec="C3", mew=2)
-    ax_acc.axhline(baseline["test_accuracy"], color="k", lw=1, label="baseline")
-    ax_acc.axhline(baseline["test_accuracy"] - 1.0, color="k", ls="--", lw=1, label="baseline − 1 pp")
-    ax_acc.set(xlabel=x_label, ylabel="test accuracy (%)", title="Accuracy after fine-tuning")
-    ax_acc.legend(fontsize=8)
-    gains = {"fewer params": baseline["params"] / point["params"], "fewer MACs": baseline["macs"] / point["macs"],
-             "faster b256": baseline["latency_ms"]["batch_256"] / point["latency_ms"]["batch_256"],
-             "faster b1": baseline["latency_ms"]["batch_1"] / point["latency_ms"]["batch_1"]}
-    ax_gain.barh(list(gains), list(gains.values()), color=["C1", "C2", "C4", "C5"])
-    ax_gain.axvline(1.0, color="k", lw=1)
-    for i, v in enumerate(gains.values()):
-        ax_gain.text(v, i, f" {v:.2f}×", va="center", fontsize=9)
-    ax_gain.set(title=f"vs baseline ({point['params']:,} params)", xlabel="× (measured)",
-                xlim=(0, max(gains.values()) * 1.3))
-    draw_layer_filters(ax_norms, ax_images if weight.dim() == 4 else None, weight, keep, layer)
-    if weight.dim() != 4:
-        ax_images.axis("off")
-    fig.suptitle(f"{x_label} = {point[x_key]}: test accuracy {point['test_accuracy']:.2f}%")
-    fig.tight_layout()
-    return fig
-
-
-# ------------------------------------------------------------- network slimming (notebook 04)
 def plot_gamma_histograms(before: list[Tensor], after: list[Tensor], names: list[str], bins: int = 40):
     """|γ| per conv block before and after sparsity training (one panel per layer)."""
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2), squeeze=False)
@@ -256,35 +215,5 @@ def plot_gamma_histograms(before: list[Tensor], after: list[Tensor], names: list
     axes[0][0].set_ylabel("channels")
     axes[0][0].legend(fontsize=8)
     fig.suptitle("BatchNorm scale factors |γ| per conv block")
-    fig.tight_layout()
-    return fig
-
-
-def plot_slimming_point(gammas: list[Tensor], plan: SlimmingPlan, curve: list[dict], index: int,
-                        baseline: dict, names: list[str]):
-    """The global threshold on the |γ| histogram, channels kept per layer, and accuracy vs ratio."""
-    fig, (ax_h, ax_c, ax_a) = plt.subplots(1, 3, figsize=(15, 4.2))
-    values = torch.cat(gammas).abs().numpy()
-    ax_h.hist(values, bins=np.linspace(0, values.max(), 60), color="C0")
-    ax_h.axvline(plan.threshold, color="C3", lw=2, label=f"threshold {plan.threshold:.3g}")
-    ax_h.set(yscale="log", xlabel="|γ| (all conv blocks)", ylabel="channels",
-             title=f"global threshold at the {plan.ratio:.0%} percentile")
-    ax_h.legend(fontsize=8)
-    widths = [len(g) for g in gammas]
-    short = [n.replace("features.", "").replace(".conv", "") for n in names]
-    ax_c.bar(short, widths, color="0.85", label="before")
-    ax_c.bar(short, plan.conv_channels, color="C2", label="kept")
-    for i, (k, w) in enumerate(zip(plan.conv_channels, widths)):
-        ax_c.text(i, k, f"{k}/{w}", ha="center", va="bottom", fontsize=9)
-    ax_c.set(ylabel="channels", title=f"channels kept ({plan.removed_fraction:.0%} removed)")
-    ax_c.legend(fontsize=8)
-    xs = [p["ratio"] for p in curve]
-    ax_a.plot(xs, [p["val_accuracy_pruned"] for p in curve], "s--", color="C1", label="right after removal (val)")
-    ax_a.plot(xs, [p["test_accuracy"] for p in curve], "o-", color="C0", label="after fine-tuning (test)")
-    ax_a.plot(xs[index], curve[index]["test_accuracy"], "o", ms=14, mfc="none", mec="C3", mew=2)
-    ax_a.axhline(baseline["test_accuracy"], color="k", lw=1, label="baseline (test)")
-    ax_a.axhline(baseline["test_accuracy"] - 0.5, color="k", ls="--", lw=1, label="baseline − 0.5 pp")
-    ax_a.set(xlabel="slimming ratio", ylabel="accuracy (%)", title="accuracy")
-    ax_a.legend(fontsize=8)
     fig.tight_layout()
     return fig
