@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,9 +15,6 @@ from torch import Tensor
 from .data import CLASS_NAMES
 from .io_utils import atomic_path
 from .models import prunable_layers
-
-if TYPE_CHECKING:
-    from .pruning.slimming import SlimmingPlan
 
 
 def set_style() -> None:
