@@ -26,6 +26,15 @@ REQUIRED_KEYS = ("name", "method", "test_accuracy", "sparsity", "params_nonzero"
                  "activation_bits", "size_bytes", "latency_ms", "weights_file", "quick")
 
 
+RERUN_SPREAD_PP = 0.1  # a FULL run's test accuracy moved by about this much on another host or day
+
+
+def is_tie(a: float, b: float) -> bool:
+    """Whether two test accuracies (percent) of separately trained models differ by no more than two
+    re-runs could move them apart (2 x ``RERUN_SPREAD_PP``): such a difference is not a result."""
+    return abs(a - b) <= 2 * RERUN_SPREAD_PP + 1e-9
+
+
 def make_record(name: str, method: str, model: nn.Module, test_accuracy: float,
                 weights_file: str | os.PathLike | None, outputs: OutputDirs,
                 weight_bits: int = 32, activation_bits: int | None = None,

@@ -94,3 +94,9 @@ def test_read_results_refuses_broken_files_and_names_them(tmp_path, text, messag
     (tmp_path / "03_x.json").write_text(text)
     with pytest.raises(ValueError, match=rf"03_x.json.*{message}"):
         read_results(tmp_path)
+
+
+def test_differences_within_the_rerun_spread_are_ties():
+    from helpers.results import RERUN_SPREAD_PP, is_tie
+    assert is_tie(93.35, 93.35 + 2 * RERUN_SPREAD_PP) and is_tie(93.29, 93.13)
+    assert not is_tie(93.35, 93.06) and not is_tie(93.32, 92.35)
