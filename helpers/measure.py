@@ -55,7 +55,7 @@ def prunable_weight_count(model: nn.Module) -> int:
 def count_macs(model: nn.Module, input_shape=(1, 1, 28, 28)) -> int:
     """Multiply-accumulates of one forward pass (dense: zeros count), by ``FlopCounterMode``."""
     model = model.eval()
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.empty(0)).device  # an int8 graph holds no nn.Parameter
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model(torch.zeros(input_shape, device=device))
@@ -171,11 +171,13 @@ def compare_speed(models: dict[str, nn.Module], reference: str, batch_sizes=SPEE
     """Speed-up of every model over ``models[reference]`` on the same random input, per batch size.
 
     The protocol: each model is warmed up (``warmup_s`` of unrecorded calls: oneDNN set-up, fresh
-    activation memory), then the models run interleaved in ``rounds`` rounds (A B C, A B C, ...),
+    activation memory), then the models run interleaved in ``rounds`` rounds,
     each round timing ``calls_per_round`` calls of each model (None: enough calls for about
     ``MIN_BLOCK_S`` of CPU time, from the warm-up). Each round gives the ratio
     reference time / model time; the result is the median of those ratios with its interquartile
-    range (q1, q3), plus the median milliseconds per call. Models run in eval mode under
+    range (q1, q3), plus the median milliseconds per call. Each round starts one model later
+    (A B C, B C A, C A B, ...) so that no model always runs first, or right after the same one.
+    Models run in eval mode under
     ``torch.no_grad`` at ``threads`` threads; both the thread count and the models' modes are
     restored afterwards.
 
@@ -255,8 +257,10 @@ def _time_interleaved(models, reference, x, rounds, calls_per_round, warmup_s, b
         calls[name] = calls_per_round or min(MAX_CALLS_PER_ROUND, max(1, math.ceil(block_s / per_call)))
     cpu = {name: [] for name in models}
     wall = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, model in models.items():
+    names = list(models)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:  # each round starts one later
+            model = models[name]
             c0, w0 = time.process_time(), time.perf_counter()
             for _ in range(calls[name]):
                 model(x)

@@ -90,7 +90,7 @@ def test_models_run_interleaved_in_rounds_and_threads_and_modes_are_restored():
     per_batch = len(log) // 2
     for batch_log in (log[:per_batch], log[per_batch:]):
         warmup, timed = batch_log[:-18], batch_log[-18:]
-        assert timed == ["A", "A", "B", "B", "C", "C"] * 3
+        assert timed == ["A", "A", "B", "B", "C", "C", "B", "B", "C", "C", "A", "A", "C", "C", "A", "A", "B", "B"]
         assert set(warmup) == {"A", "B", "C"}  # every model warmed up before the first round
     assert torch.get_num_threads() == threads_before
     assert models["B"].training and models["C"].training and not models["A"].training
