@@ -83,3 +83,13 @@ def test_speedups_divide_by_the_baseline_timed_in_the_same_run(results_dir):
     assert same_run_speedup(frame, frame.loc["fast"]) == pytest.approx(8.0)
     assert same_run_speedup(frame, frame.loc["l1_r50"]) is None            # 02 timed no baseline here
     assert same_run_speedup(frame, frame.loc["w"]) is None                 # never timed
+
+
+def test_speedups_come_from_speed_json_when_the_file_was_benchmarked(results_dir):
+    speed = [{"weights_file": "weights/02_l1_r50.pt", "speedup": {"batch_1": {"median": 1.5, "q1": 1.4, "q3": 1.6},
+                                                                   "batch_256": {"median": 2.5, "q1": 2.4, "q3": 2.6}}}]
+    (results_dir / "speed.json").write_text(json.dumps(speed))
+    frame = records_frame(results_dir).set_index("name")
+    assert frame.loc["l1_r50", "speedup_b1"] == 1.5 and frame.loc["l1_r50", "speedup_b256"] == 2.5
+    assert pd.isna(frame.loc["w", "speedup_b256"])
+    assert same_run_speedup(frame, frame.loc["l1_r50"]) == 2.5  # None without speed.json: 02 timed no baseline
