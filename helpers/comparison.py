@@ -6,7 +6,7 @@ import pandas as pd
 import seaborn as sns
 
 from .paths import REPO_ROOT
-from .results import is_saved_model, read_results
+from .results import is_saved_model, read_results, read_speed
 
 STAGE_NAMES = {"01": "baseline", "02": "L1 filter pruning", "03": "Wanda / magnitude",
                "04": "Network Slimming", "05": "one-shot vs gradual", "06": "quantization",
@@ -39,10 +39,12 @@ def topic_styles(topics) -> dict[str, tuple]:
 
 def records_frame(results_dir=REPO_ROOT / "results") -> pd.DataFrame:
     """All records of ``results/*.json`` as a table, with the notebook number, its topic, the
-    latency columns ``latency_b1_ms`` / ``latency_b256_ms`` (NaN where not measured),
-    ``weights_removed``: the share of the baseline's non-zero parameters gone (zeroed or removed),
-    and ``smallest_file_bytes``: the smallest file the model was saved in (its ``.sparse`` file's
-    ``sparse_size_bytes`` where that is smaller than ``size_bytes``; NaN where nothing was saved)."""
+    latency columns ``latency_b1_ms`` / ``latency_b256_ms`` (NaN where not measured), the speed-ups
+    ``speedup_b1`` / ``speedup_b256`` of ``speed.json`` (``python -m helpers.benchmark``; NaN where
+    the file or its record is missing), ``weights_removed``: the share of the baseline's non-zero
+    parameters gone (zeroed or removed), and ``smallest_file_bytes``: the smallest file the model was
+    saved in (its ``.sparse`` file's ``sparse_size_bytes`` where that is smaller than ``size_bytes``;
+    NaN where nothing was saved)."""
     records = read_results(results_dir)
     if not records:
         raise FileNotFoundError(f"no results in {results_dir}: run the notebooks first")
@@ -52,6 +54,15 @@ def records_frame(results_dir=REPO_ROOT / "results") -> pd.DataFrame:
     latency = frame["latency_ms"].apply(lambda v: v if isinstance(v, dict) else {})
     frame["latency_b1_ms"] = latency.apply(lambda v: v.get("batch_1")).astype(float)
     frame["latency_b256_ms"] = latency.apply(lambda v: v.get("batch_256")).astype(float)
+    try:
+        speed = read_speed(results_dir)
+    except FileNotFoundError:
+        speed = {}
+    for batch in ("1", "256"):
+        frame[f"speedup_b{batch}"] = [speed[f]["speedup"].get(f"batch_{batch}", {}).get("median")
+                                      if isinstance(f, str) and f in speed else None
+                                      for f in frame["weights_file"]]
+        frame[f"speedup_b{batch}"] = frame[f"speedup_b{batch}"].astype(float)
     baseline = frame.loc[frame["stage"] == "01_baseline", "params_nonzero"]
     if not baseline.empty:  # structured pruning shrinks the model instead of zeroing weights
         frame["weights_removed"] = 1.0 - frame["params_nonzero"] / float(baseline.iloc[0])
@@ -96,9 +107,12 @@ def within_budget(frame: pd.DataFrame, min_accuracy: float, by: str = "val_accur
 
 
 def same_run_speedup(frame: pd.DataFrame, row: pd.Series) -> float | None:
-    """Batch-256 speed-up of ``row`` over the dense baseline timed in the *same* notebook run (the
+    """Batch-256 speed-up of ``row`` over the dense baseline timed in the *same* run: the
+    ``speedup_b256`` of ``speed.json`` when its file was benchmarked, else the notebook run's (the
     record's ``baseline_latency_same_run``, else its notebook's re-measured dense record); None when
-    that run timed no baseline. Latencies of different runs are not comparable: machine load moves them."""
+    no run timed both. Latencies of different runs are not comparable: machine load moves them."""
+    if not pd.isna(row.get("speedup_b256")):
+        return float(row["speedup_b256"])
     if pd.isna(row.get("latency_b256_ms")):
         return None
     same_run = row.get("baseline_latency_same_run")

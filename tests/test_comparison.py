@@ -12,7 +12,7 @@ def rec(stage, name, acc, size, params, latency=None, **extra):
     return {"stage": stage, "name": name, "method": extra.pop("method", name), "test_accuracy": acc,
             "size_bytes": size, "params_nonzero": params, "weights_file": extra.pop("weights_file", None),
             "sparsity": 0.0, "weight_bits": 32, "activation_bits": None,
-            "latency_ms": latency, **extra}
+            "latency_ms": latency, "quick": False, **extra}
 
 
 @pytest.fixture
@@ -102,8 +102,7 @@ def test_records_frame_without_results_is_a_clear_error(tmp_path):
 
 
 def test_summary_table_lists_each_notebooks_own_saved_models(results_dir):
-    (results_dir / "04_no_weights_key.json").write_text(json.dumps([{"stage": "04_x", "name": "bare",
-                                                                     "test_accuracy": 90.0}]))
+    (results_dir / "04_no_weights_key.json").write_text(json.dumps([rec("04_x", "bare", 90.0, 1000, 100)]))
     table = summary_table(records_frame(results_dir))  # weights_file is NaN for the record without it
     assert list(table["name"]) == ["l1_r50"]
     assert table.loc[0, "smaller_than_baseline"] == pytest.approx(1000 / 300, abs=0.05)
@@ -120,3 +119,13 @@ def test_speedups_divide_by_the_baseline_timed_in_the_same_run(results_dir):
     assert same_run_speedup(frame, frame.loc["fast"]) == pytest.approx(8.0)
     assert same_run_speedup(frame, frame.loc["l1_r50"]) is None            # 02 timed no baseline here
     assert same_run_speedup(frame, frame.loc["w"]) is None                 # never timed
+
+
+def test_speedups_come_from_speed_json_when_the_file_was_benchmarked(results_dir):
+    speed = [{"weights_file": "weights/02_l1_r50.pt", "speedup": {"batch_1": {"median": 1.5, "q1": 1.4, "q3": 1.6},
+                                                                   "batch_256": {"median": 2.5, "q1": 2.4, "q3": 2.6}}}]
+    (results_dir / "speed.json").write_text(json.dumps(speed))
+    frame = records_frame(results_dir).set_index("name")
+    assert frame.loc["l1_r50", "speedup_b1"] == 1.5 and frame.loc["l1_r50", "speedup_b256"] == 2.5
+    assert pd.isna(frame.loc["w", "speedup_b256"])
+    assert same_run_speedup(frame, frame.loc["l1_r50"]) == 2.5  # None without speed.json: 02 timed no baseline

@@ -37,3 +37,95 @@ def test_file_size_is_bytes_on_disk(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(b"x" * 1234)
     assert file_size(path) == 1234
+
+
+# --- compare_speed: the one protocol for speed comparisons ------------------------------------
+
+import pytest  # noqa: E402
+
+from helpers.measure import compare_speed  # noqa: E402
+
+
+def _linear_stacks(short: int, long: int, width: int = 256) -> tuple[nn.Sequential, nn.Sequential]:
+    """Two stacks of one shared Linear layer: the same weights in cache, only the call count differs
+    (distinct layers measured ~5x for 4x the layers: 8 of them overflow the L2 cache)."""
+    torch.manual_seed(0)
+    layer = nn.Linear(width, width)
+    return nn.Sequential(*[layer] * short), nn.Sequential(*[layer] * long)
+
+
+class _Logged(nn.Module):
+    """Appends its name to ``log`` at every call (to see the interleaving order)."""
+
+    def __init__(self, name: str, log: list):
+        super().__init__()
+        self.name, self.log, self.layer = name, log, nn.Linear(8, 8)
+
+    def forward(self, x):
+        self.log.append(self.name)
+        return self.layer(x)
+
+
+def test_four_times_the_layers_is_about_four_times_slower():
+    short, long = _linear_stacks(2, 8)
+    models = {"long": long, "short": short, "long_again": long}
+    result = compare_speed(models, "long", batch_sizes=(1, 64), rounds=7, warmup_s=0.05, input_shape=(256,))
+    assert 2.0 < result.get("short", 1).speedup.median < 6.0  # per-call overhead weighs more at batch 1
+    short = result.get("short", 64)
+    assert 3.0 < short.speedup.median < 5.0, short
+    assert short.speedup.q1 <= short.speedup.median <= short.speedup.q3
+    assert 0.8 < result.get("long_again", 64).speedup.median < 1.25  # the reference against itself
+    assert result.get("long", 64).speedup.median == 1.0
+    assert result.get("short", 64).cpu_ms < result.get("long", 64).cpu_ms
+    assert result.threads == 1 and result.clock == "process_time" and result.rounds == 7
+
+
+def test_models_run_interleaved_in_rounds_and_threads_and_modes_are_restored():
+    log = []
+    models = {name: _Logged(name, log) for name in "ABC"}
+    models["A"].eval()  # a fresh module is in training mode: A eval, B and C training
+    threads_before = torch.get_num_threads()
+    result = compare_speed(models, "A", batch_sizes=(1, 4), threads=threads_before + 1, rounds=3,
+                           calls_per_round=2, warmup_s=0.0, input_shape=(8,))
+    per_batch = len(log) // 2
+    for batch_log in (log[:per_batch], log[per_batch:]):
+        warmup, timed = batch_log[:-18], batch_log[-18:]
+        assert timed == ["A", "A", "B", "B", "C", "C", "B", "B", "C", "C", "A", "A", "C", "C", "A", "A", "B", "B"]
+        assert set(warmup) == {"A", "B", "C"}  # every model warmed up before the first round
+    assert torch.get_num_threads() == threads_before
+    assert models["B"].training and models["C"].training and not models["A"].training
+    frame = result.to_frame()
+    assert list(frame["model"]) == ["A", "B", "C"] * 2 and list(frame["batch_size"]) == [1] * 3 + [4] * 3
+    assert {"speedup", "speedup_q1", "speedup_q3", "wall_speedup", "cpu_ms", "wall_ms"} <= set(frame.columns)
+
+
+def test_thread_count_is_restored_when_a_model_fails():
+    class Broken(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("boom")
+
+    threads_before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="boom"):
+        compare_speed({"a": Broken()}, "a", threads=threads_before + 1, warmup_s=0.0)
+    assert torch.get_num_threads() == threads_before
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"models": {}}, "non-empty dict"),
+    ({"reference": "missing"}, "not one of the models"),
+    ({"batch_sizes": (0,)}, "batch_sizes"),
+    ({"batch_sizes": ()}, "batch_sizes"),
+    ({"threads": 0}, "threads"),
+    ({"rounds": 2}, "rounds"),
+    ({"calls_per_round": 0}, "calls_per_round"),
+    ({"warmup_s": -1.0}, "warmup_s"),
+])
+def test_bad_arguments_are_refused(kwargs, message):
+    args = {"models": {"a": nn.Linear(2, 2)}, "reference": "a"} | kwargs
+    with pytest.raises(ValueError, match=message):
+        compare_speed(**args)
+
+
+def test_a_non_module_is_refused():
+    with pytest.raises(TypeError, match="not an nn.Module"):
+        compare_speed({"a": nn.Linear(2, 2), "b": lambda x: x}, "a")

@@ -1,10 +1,11 @@
+import hashlib
 import json
 
 import pytest
 
 from helpers.paths import REPO_ROOT, OutputDirs
-from helpers.results import (README_END, README_START, make_record, read_results, render_readme,
-                             results_table, write_results)
+from helpers.results import (README_END, README_START, make_record, read_results, read_speed,
+                             render_readme, results_table, speed_problems, write_results)
 
 
 def test_record_measures_what_it_reports(tmp_path, random_model):
@@ -43,17 +44,63 @@ def test_table_skips_quick_records_and_renders_between_markers():
                {"stage": "01_baseline", "name": "q", "quick": True},
                {"stage": "02_x", "name": "baseline re-measured in 02", "quick": False,
                 "weights_file": "weights/01_a.pt"}]
-    table = results_table(records)
-    assert "| 01 | a | m | 93.50 | 50.0% | 1,000 | 32/float | 2.50 MB | 0.30 | 40.00 |" in table
+    speed = {"weights/01_a.pt": _speed_record("weights/01_a.pt", 2.5531, 2.4801, 2.6149)}
+    table = results_table(records, speed)
+    assert "| 01 | a | m | 93.50 | 50.0% | 1,000 | 32/float | 2.50 MB | 1.00× (1.00–1.00) " \
+           "| 2.55× (2.48–2.61) |" in table
     assert "| q |" not in table and "unsaved" not in table and "re-measured" not in table
+    assert "median (q1–q3) of 15 interleaved rounds" in table and "process_time at 1 thread" in table
+    assert "| 2.50 MB | – | – |" in results_table(records, {})  # a model the benchmark did not time
     text = f"intro\n{README_START}\nold\n{README_END}\nend"
     assert render_readme(text, table) == f"intro\n{README_START}\n{table}\n{README_END}\nend"
 
 
+def _speed_record(weights_file, median, q1, q3, sha256="0" * 64):
+    return {"weights_file": weights_file, "sha256": sha256, "reference": "weights/01_baseline.pt",
+            "clock": "process_time", "threads": 1, "rounds": 15,
+            "speedup": {"batch_1": {"median": 1.0, "q1": 1.0, "q3": 1.0},
+                        "batch_256": {"median": median, "q1": q1, "q3": q3}}}
+
+
+def test_speed_problems_name_missing_and_changed_files(tmp_path):
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "01_a.pt").write_bytes(b"model a")
+    (tmp_path / "weights" / "01_b.pt").write_bytes(b"model b")
+    records = [{"stage": "01_x", "name": n, "quick": False, "weights_file": f"weights/01_{n}.pt"} for n in "ab"]
+    sha_a = hashlib.sha256(b"model a").hexdigest()
+    assert speed_problems(records, None, tmp_path) == ["results/speed.json is missing: run python -m helpers.benchmark"]
+    speed = {"weights/01_a.pt": _speed_record("weights/01_a.pt", 2, 2, 2, sha_a)}
+    problems = speed_problems(records, speed, tmp_path)
+    assert problems[0] == "weights/01_b.pt has no record in results/speed.json" and len(problems) == 2
+    speed["weights/01_b.pt"] = _speed_record("weights/01_b.pt", 2, 2, 2, sha_a)  # timed another file
+    assert speed_problems(records, speed, tmp_path)[0] == "weights/01_b.pt changed since results/speed.json timed it"
+    speed["weights/01_b.pt"]["sha256"] = hashlib.sha256(b"model b").hexdigest()
+    assert speed_problems(records, speed, tmp_path) == []
+
+
+def test_speed_file_is_read_by_weights_file_and_not_as_a_notebook_result(tmp_path):
+    record = {"name": "x", "method": "none", "test_accuracy": 90.0, "sparsity": 0.0, "params_nonzero": 10,
+              "weight_bits": 32, "activation_bits": None, "size_bytes": 100, "latency_ms": None,
+              "weights_file": "weights/01_a.pt", "quick": False}
+    (tmp_path / "01_x.json").write_text(json.dumps([record]))
+    with pytest.raises(FileNotFoundError, match="helpers.benchmark"):
+        read_speed(tmp_path)
+    (tmp_path / "speed.json").write_text(json.dumps([_speed_record("weights/01_a.pt", 2, 1.9, 2.1)]))
+    assert read_results(tmp_path) == [{"stage": "01_x", **record}]
+    assert read_speed(tmp_path)["weights/01_a.pt"]["speedup"]["batch_256"]["median"] == 2
+    (tmp_path / "speed.json").write_text(json.dumps({"weights/01_a.pt": 2}))
+    with pytest.raises(ValueError, match="not a list of speed records"):
+        read_speed(tmp_path)
+
+
 def test_readme_table_is_in_sync_with_committed_results():
     readme = (REPO_ROOT / "README.md").read_text()
-    assert render_readme(readme, results_table(read_results())) == readme, \
+    assert render_readme(readme, results_table(read_results(), read_speed())) == readme, \
         "run: python -m helpers.results --write-readme"
+
+
+def test_committed_speed_file_times_every_saved_model_as_committed():
+    assert speed_problems(read_results(), read_speed()) == []
 
 
 def test_committed_results_are_full_runs_with_the_contract_fields():

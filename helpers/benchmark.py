@@ -1,0 +1,209 @@
+"""Re-time every saved model in ``weights/`` against the 01 baseline, in one process, one protocol.
+
+    python -m helpers.benchmark                     # writes results/speed.json (about 3-6 min)
+    python -m helpers.benchmark --only "03_*"       # re-time some files, keep the other records
+    python -m helpers.benchmark --check-against old_speed.json   # how far a new run moved
+
+Every file (``.pt``, ``.sparse``, ``.packed``, ``.ccz``, ``.int8``) is loaded through its loader and
+timed by ``measure.compare_speed`` together with ``weights/01_baseline.pt``: interleaved rounds,
+process CPU time at a fixed thread count, the median per-round speed-up with its interquartile
+range at batch 1 and 256, wall-clock speed-ups beside it. ``results/speed.json`` is a list of
+records, one per file: ``weights_file``, ``size_bytes``, ``sha256`` (so ``python -m helpers.results
+--check`` sees a re-saved file), ``macs``, ``mac_ratio`` (baseline MACs / model MACs: the ideal
+speed-up), ``speedup`` / ``wall_speedup`` (``{"batch_1": {"median", "q1", "q3"}, "batch_256": ...}``),
+milliseconds per call on both clocks, ``threads``, ``clock`` and ``rounds``.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import hashlib
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from torch import nn
+
+from .io_utils import write_text_atomic
+from .measure import (SPEED_BATCHES, SPEED_ROUNDS, SPEED_THREADS, SPEED_WARMUP_S, SpeedComparison,
+                      compare_speed, count_macs, file_size)
+from .models import build_model
+from .paths import REPO_ROOT
+
+BASELINE_FILE = "01_baseline.pt"
+DEFAULT_OUTPUT = REPO_ROOT / "results" / "speed.json"
+INT8_MACS_NOTE = ("FlopCounterMode counts no quantized kernel: MACs of the same architecture in float "
+                  "(the file's config)")
+ROUNDS = 15  # 38 files: ~3 min of CPU on two cores; more rounds of fewer models in a notebook
+TOLERANCE = 0.10  # --check-against: the largest relative difference of a b256 ratio called agreement
+
+
+def _loaders() -> dict:
+    """Suffix -> loader of every saved-model format."""
+    # replaced by helpers.load once merged
+    from .checkpoints import load_model
+    from .quantization.int8 import load_int8
+    from .storage.compressed import load_compressed_model
+    from .storage.packed import load_packed_model
+    from .storage.sparse import load_sparse_model
+
+    return {".pt": load_model, ".sparse": load_sparse_model, ".packed": load_packed_model,
+            ".ccz": load_compressed_model, ".int8": load_int8}
+
+
+def load_saved_model(path: str | os.PathLike) -> nn.Module:
+    """The model in ``path``, through the loader of its suffix, in eval mode."""
+    path = Path(path)
+    loaders = _loaders()
+    if path.suffix not in loaders:
+        raise ValueError(f"{path.name}: no loader for the suffix {path.suffix!r} (known: {sorted(loaders)})")
+    return loaders[path.suffix](path).eval()
+
+
+def saved_model_files(weights_dir: str | os.PathLike, only: str | None = None) -> list[Path]:
+    """The saved models in ``weights_dir`` (known suffixes), sorted; ``only``: a file-name pattern."""
+    weights_dir = Path(weights_dir)
+    if not weights_dir.is_dir():
+        raise FileNotFoundError(f"no weights folder at {weights_dir}")
+    suffixes = _loaders()
+    return sorted(p for p in weights_dir.iterdir()
+                  if p.is_file() and p.suffix in suffixes and (only is None or fnmatch.fnmatch(p.name, only)))
+
+
+def model_macs(model: nn.Module) -> tuple[int, str | None]:
+    """MACs per image, and a note when they come from the float architecture (int8 graphs)."""
+    macs = count_macs(model)
+    if macs == 0 and hasattr(model, "config"):
+        return count_macs(build_model(model.config)), INT8_MACS_NOTE
+    return macs, None
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _spreads(comparison: SpeedComparison, name: str, attribute: str) -> dict:
+    out = {}
+    for batch in sorted({r.batch_size for r in comparison.results}):
+        value = getattr(comparison.get(name, batch), attribute)
+        out[f"batch_{batch}"] = ({k: round(getattr(value, k), 4) for k in ("median", "q1", "q3")}
+                                 if hasattr(value, "median") else round(value, 4))
+    return out
+
+
+def speed_records(paths: list[Path], reference: Path, threads: int = SPEED_THREADS,
+                  rounds: int = SPEED_ROUNDS, warmup_s: float = SPEED_WARMUP_S,
+                  calls_per_round: int | None = None, batch_sizes=SPEED_BATCHES,
+                  progress: bool = True) -> list[dict]:
+    """Load ``paths`` and ``reference``, time them together, and return one record per file."""
+    from tqdm.auto import tqdm
+
+    paths = [reference] + [p for p in paths if p.resolve() != reference.resolve()]
+    root = reference.parent.parent
+    names = {p: _relative(p, root) for p in paths}
+    models = {names[p]: load_saved_model(p) for p in tqdm(paths, desc="loading", disable=not progress)}
+    macs = {name: model_macs(model) for name, model in models.items()}
+    comparison = compare_speed(models, names[reference], batch_sizes=batch_sizes, threads=threads,
+                               rounds=rounds, calls_per_round=calls_per_round, warmup_s=warmup_s,
+                               progress=progress)
+    measured = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    reference_macs = macs[names[reference]][0]
+    records = []
+    for path in paths:
+        name = names[path]
+        record = {"weights_file": name, "format": path.suffix.lstrip("."), "size_bytes": file_size(path),
+                  "sha256": sha256_of(path), "macs": macs[name][0],
+                  "mac_ratio": round(reference_macs / macs[name][0], 4),
+                  "speedup": _spreads(comparison, name, "speedup"),
+                  "wall_speedup": _spreads(comparison, name, "wall_speedup"),
+                  "cpu_ms_per_call": _spreads(comparison, name, "cpu_ms"),
+                  "wall_ms_per_call": _spreads(comparison, name, "wall_ms"),
+                  "reference": names[reference], "threads": comparison.threads, "clock": comparison.clock,
+                  "rounds": comparison.rounds, "measured": measured}
+        if macs[name][1]:
+            record["macs_note"] = macs[name][1]
+        records.append(record)
+    return records
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.resolve().relative_to(root.resolve()).as_posix()
+
+
+def merge_records(new: list[dict], old: list[dict], weights_root: Path) -> list[dict]:
+    """``new`` plus the ``old`` records of other files that still exist, sorted by file."""
+    retimed = {r["weights_file"] for r in new}
+    kept = [r for r in old if r["weights_file"] not in retimed and (weights_root / r["weights_file"]).is_file()]
+    return sorted(new + kept, key=lambda r: r["weights_file"])
+
+
+def read_speed_file(path: str | os.PathLike) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no speed file at {path}: run python -m helpers.benchmark")
+    records = json.loads(path.read_text())
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "weights_file" in r
+                                                and "speedup" in r for r in records):
+        raise ValueError(f"{path} is not a list of speed records (each with weights_file and speedup)")
+    return records
+
+
+def b256_differences(new: list[dict], old: list[dict]) -> list[tuple[str, float, float, float]]:
+    """(file, old ratio, new ratio, new/old - 1) of the batch-256 median speed-ups of files in both."""
+    before = {r["weights_file"]: r["speedup"]["batch_256"]["median"] for r in old if "batch_256" in r["speedup"]}
+    return [(r["weights_file"], before[r["weights_file"]], r["speedup"]["batch_256"]["median"],
+             r["speedup"]["batch_256"]["median"] / before[r["weights_file"]] - 1)
+            for r in new if r["weights_file"] in before and "batch_256" in r["speedup"]]
+
+
+def _print_table(records: list[dict]) -> None:
+    print(f"{'weights file':40s} {'MAC ratio':>9s}  {'speed-up b1 (q1-q3)':>22s}  {'speed-up b256 (q1-q3)':>22s}")
+    for r in records:
+        cells = [f"{s['median']:.2f} ({s['q1']:.2f}-{s['q3']:.2f})" for s in
+                 (r["speedup"].get("batch_1"), r["speedup"].get("batch_256")) if s]
+        print(f"{r['weights_file']:40s} {r['mac_ratio']:9.2f}  " + "  ".join(f"{c:>22s}" for c in cells))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights-dir", type=Path, default=REPO_ROOT / "weights")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--threads", type=int, default=SPEED_THREADS)
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--calls-per-round", type=int, default=None, help="default: automatic")
+    parser.add_argument("--warmup-s", type=float, default=SPEED_WARMUP_S)
+    parser.add_argument("--only", metavar="PATTERN", help="file-name pattern, e.g. '03_*'; other records are kept")
+    parser.add_argument("--check-against", metavar="FILE", type=Path,
+                        help="a previous speed.json: print how far each b256 ratio moved")
+    parser.add_argument("--tolerance", type=float, default=TOLERANCE,
+                        help="--check-against exits 1 when a b256 ratio moved by more than this (0.10)")
+    args = parser.parse_args(argv)
+
+    reference = args.weights_dir / BASELINE_FILE
+    if not reference.is_file():
+        parser.error(f"the reference {reference} does not exist")
+    previous = read_speed_file(args.check_against) if args.check_against else None
+    paths = saved_model_files(args.weights_dir, args.only)
+    records = speed_records(paths, reference, threads=args.threads, rounds=args.rounds,
+                            warmup_s=args.warmup_s, calls_per_round=args.calls_per_round)
+    if args.only and args.output.is_file():
+        records = merge_records(records, read_speed_file(args.output), args.weights_dir.parent)
+    write_text_atomic(args.output, json.dumps(records, indent=2) + "\n")
+    _print_table(records)
+    print(f"wrote {args.output} ({len(records)} records)")
+    if previous is None:
+        return 0
+    differences = b256_differences(records, previous)
+    print(f"\nbatch-256 speed-ups against {args.check_against}:")
+    for name, before, now, change in differences:
+        flag = "  <-- beyond tolerance" if abs(change) > args.tolerance else ""
+        print(f"{name:40s} {before:6.2f} -> {now:6.2f}  {change:+6.1%}{flag}")
+    beyond = sum(abs(change) > args.tolerance for *_, change in differences)
+    print(f"{beyond} of {len(differences)} b256 ratios moved by more than {args.tolerance:.0%}")
+    return 1 if beyond else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
