@@ -188,6 +188,9 @@ def compare_speed(models: dict[str, nn.Module], reference: str, batch_sizes=SPEE
     2.55x, 2.55x, 2.57x. With ``threads > 1`` the process CPU time *sums over the threads* (and
     includes threads spinning while they wait), so it measures the work, not the latency a user
     waits for: compare at one thread (the default) and read the wall clock for parallel speed-ups.
+    CPU time does not remove contention for shared caches and memory bandwidth: timing all 38
+    saved models three times at a load of 8-14 on two cores moved batch-256 ratios by up to 35%
+    between runs (within-run interquartile ranges about +-10%).
     """
     _check_speed_args(models, reference, batch_sizes, threads, rounds, calls_per_round, warmup_s)
     modes = {module: module.training for model in models.values() for module in model.modules()}
