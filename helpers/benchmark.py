@@ -29,6 +29,7 @@ from torch import nn
 from .io_utils import write_text_atomic
 from .measure import (SPEED_BATCHES, SPEED_ROUNDS, SPEED_THREADS, SPEED_WARMUP_S, SpeedComparison,
                       compare_speed, count_macs, file_size)
+from .model_files import CODECS, load
 from .models import build_model
 from .paths import REPO_ROOT
 
@@ -40,26 +41,9 @@ ROUNDS = 15  # 38 files: ~3 min of CPU on two cores; more rounds of fewer models
 TOLERANCE = 0.10  # --check-against: the largest relative difference of a b256 ratio called agreement
 
 
-def _loaders() -> dict:
-    """Suffix -> loader of every saved-model format."""
-    # replaced by helpers.load once merged
-    from .checkpoints import load_model
-    from .quantization.int8 import load_int8
-    from .storage.compressed import load_compressed_model
-    from .storage.packed import load_packed_model
-    from .storage.sparse import load_sparse_model
-
-    return {".pt": load_model, ".sparse": load_sparse_model, ".packed": load_packed_model,
-            ".ccz": load_compressed_model, ".int8": load_int8}
-
-
 def load_saved_model(path: str | os.PathLike) -> nn.Module:
-    """The model in ``path``, through the loader of its suffix, in eval mode."""
-    path = Path(path)
-    loaders = _loaders()
-    if path.suffix not in loaders:
-        raise ValueError(f"{path.name}: no loader for the suffix {path.suffix!r} (known: {sorted(loaders)})")
-    return loaders[path.suffix](path).eval()
+    """The model in ``path`` through the front door (``helpers.load``: the format by suffix), in eval mode."""
+    return load(path).eval()
 
 
 def saved_model_files(weights_dir: str | os.PathLike, only: str | None = None) -> list[Path]:
@@ -67,7 +51,7 @@ def saved_model_files(weights_dir: str | os.PathLike, only: str | None = None) -
     weights_dir = Path(weights_dir)
     if not weights_dir.is_dir():
         raise FileNotFoundError(f"no weights folder at {weights_dir}")
-    suffixes = _loaders()
+    suffixes = CODECS
     return sorted(p for p in weights_dir.iterdir()
                   if p.is_file() and p.suffix in suffixes and (only is None or fnmatch.fnmatch(p.name, only)))
 

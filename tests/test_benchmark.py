@@ -68,7 +68,7 @@ def test_b256_differences_are_relative_to_the_previous_run():
 
 
 def test_unknown_suffix_and_missing_reference_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="no loader for the suffix '.onnx'"):
+    with pytest.raises(ValueError, match="unknown model file suffix '.onnx'"):
         load_saved_model(tmp_path / "model.onnx")
     with pytest.raises(SystemExit):
         main(["--weights-dir", str(tmp_path), "--output", str(tmp_path / "speed.json")])
