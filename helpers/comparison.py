@@ -59,10 +59,11 @@ def records_frame(results_dir=REPO_ROOT / "results") -> pd.DataFrame:
     except FileNotFoundError:
         speed = {}
     for batch in ("1", "256"):
-        frame[f"speedup_b{batch}"] = [speed[f]["speedup"].get(f"batch_{batch}", {}).get("median")
-                                      if isinstance(f, str) and f in speed else None
-                                      for f in frame["weights_file"]]
-        frame[f"speedup_b{batch}"] = frame[f"speedup_b{batch}"].astype(float)
+        for stat, suffix in (("median", ""), ("q1", "_q1"), ("q3", "_q3")):
+            frame[f"speedup_b{batch}{suffix}"] = [
+                speed[f]["speedup"].get(f"batch_{batch}", {}).get(stat) if isinstance(f, str) and f in speed else None
+                for f in frame["weights_file"]]
+            frame[f"speedup_b{batch}{suffix}"] = frame[f"speedup_b{batch}{suffix}"].astype(float)
     baseline = frame.loc[frame["stage"] == "01_baseline", "params_nonzero"]
     if not baseline.empty:  # structured pruning shrinks the model instead of zeroing weights
         frame["weights_removed"] = 1.0 - frame["params_nonzero"] / float(baseline.iloc[0])
@@ -94,33 +95,25 @@ def pareto_front(frame: pd.DataFrame, cost: str, higher_cost_is_better: bool = F
 
 
 def within_budget(frame: pd.DataFrame, min_accuracy: float, by: str = "val_accuracy") -> dict:
-    """The smallest (``smallest_file_bytes``) and the fastest (batch-256 latency) model with at least
+    """The smallest (``smallest_file_bytes``) and the fastest (the highest batch-256 speed-up of
+    ``speed.json``, else the lowest notebook latency) model with at least
     ``min_accuracy`` in column ``by`` -- **validation** accuracy unless told, so the choice never reads
     the test set (report the chosen row's ``test_accuracy``); records without it cannot be chosen.
     None where no model qualifies."""
     if by not in frame:
         return {"smallest": None, "fastest": None}
     ok = frame[frame[by] >= min_accuracy]
-    sized, timed = ok.dropna(subset=["smallest_file_bytes"]), ok.dropna(subset=["latency_b256_ms"])
+    sized = ok.dropna(subset=["smallest_file_bytes"])
+    fastest = None
+    if "speedup_b256" in ok and ok["speedup_b256"].notna().any():  # one benchmark run: speed.json
+        timed = ok.dropna(subset=["speedup_b256"])
+        fastest = timed.loc[timed["speedup_b256"].idxmax()]
+    elif ok["latency_b256_ms"].notna().any():  # no speed.json: the notebooks' own latencies
+        timed = ok.dropna(subset=["latency_b256_ms"])
+        fastest = timed.loc[timed["latency_b256_ms"].idxmin()]
     return {"smallest": None if sized.empty else sized.loc[sized["smallest_file_bytes"].idxmin()],
-            "fastest": None if timed.empty else timed.loc[timed["latency_b256_ms"].idxmin()]}
+            "fastest": fastest}
 
-
-def same_run_speedup(frame: pd.DataFrame, row: pd.Series) -> float | None:
-    """Batch-256 speed-up of ``row`` over the dense baseline timed in the *same* run: the
-    ``speedup_b256`` of ``speed.json`` when its file was benchmarked, else the notebook run's (the
-    record's ``baseline_latency_same_run``, else its notebook's re-measured dense record); None when
-    no run timed both. Latencies of different runs are not comparable: machine load moves them."""
-    if not pd.isna(row.get("speedup_b256")):
-        return float(row["speedup_b256"])
-    if pd.isna(row.get("latency_b256_ms")):
-        return None
-    same_run = row.get("baseline_latency_same_run")
-    if isinstance(same_run, dict):
-        return same_run["latency_ms_b256"] / row["latency_b256_ms"]
-    dense = frame[(frame["stage"] == row["stage"]) & frame["method"].str.startswith("none")
-                  & frame["latency_b256_ms"].notna()]
-    return None if dense.empty else float(dense["latency_b256_ms"].iloc[0]) / row["latency_b256_ms"]
 
 
 def frontier_plot(frame: pd.DataFrame, cost: str, label: str, higher_cost_is_better=False,

@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from helpers.comparison import (TOPICS, baseline_accuracy, pareto_front, records_frame, same_run_speedup,
+from helpers.comparison import (TOPICS, baseline_accuracy, pareto_front, records_frame,
                                 summary_table, topic_of, topic_styles, within_budget)
 
 
@@ -108,18 +108,6 @@ def test_summary_table_lists_each_notebooks_own_saved_models(results_dir):
     assert table.loc[0, "smaller_than_baseline"] == pytest.approx(1000 / 300, abs=0.05)
 
 
-def test_speedups_divide_by_the_baseline_timed_in_the_same_run(results_dir):
-    (results_dir / "06_q.json").write_text(json.dumps([
-        rec("06_q", "float", 93.5, 1000, 100, {"batch_1": 1.0, "batch_256": 30.0}, method="none (float32)"),
-        rec("06_q", "int8", 93.3, 250, 100, {"batch_1": 0.5, "batch_256": 3.0}, method="PTQ int8"),
-        rec("06_q", "fast", 93.0, 250, 100, {"batch_1": 0.5, "batch_256": 5.0}, method="x",
-            baseline_latency_same_run={"latency_ms_b1": 1.0, "latency_ms_b256": 40.0})]))
-    frame = records_frame(results_dir).set_index("name", drop=False)
-    assert same_run_speedup(frame, frame.loc["int8"]) == pytest.approx(10.0)  # not 50 / 3 from notebook 01
-    assert same_run_speedup(frame, frame.loc["fast"]) == pytest.approx(8.0)
-    assert same_run_speedup(frame, frame.loc["l1_r50"]) is None            # 02 timed no baseline here
-    assert same_run_speedup(frame, frame.loc["w"]) is None                 # never timed
-
 
 def test_speedups_come_from_speed_json_when_the_file_was_benchmarked(results_dir):
     speed = [{"weights_file": "weights/02_l1_r50.pt", "speedup": {"batch_1": {"median": 1.5, "q1": 1.4, "q3": 1.6},
@@ -128,4 +116,17 @@ def test_speedups_come_from_speed_json_when_the_file_was_benchmarked(results_dir
     frame = records_frame(results_dir).set_index("name")
     assert frame.loc["l1_r50", "speedup_b1"] == 1.5 and frame.loc["l1_r50", "speedup_b256"] == 2.5
     assert pd.isna(frame.loc["w", "speedup_b256"])
-    assert same_run_speedup(frame, frame.loc["l1_r50"]) == 2.5  # None without speed.json: 02 timed no baseline
+    assert frame.loc["l1_r50", "speedup_b256_q1"] == 2.4 and frame.loc["l1_r50", "speedup_b256_q3"] == 2.6
+
+
+def test_the_fastest_within_budget_is_the_highest_benchmarked_speedup(results_dir):
+    (results_dir / "04_s.json").write_text(json.dumps([
+        rec("04_s", "slim", 93.4, 900, 50, {"batch_1": 0.9, "batch_256": 30.0}, weights_file="weights/04_slim.pt",
+            val_accuracy=93.7)]))
+    speed = [{"weights_file": f"weights/{name}", "speedup": {"batch_256": {"median": m, "q1": m, "q3": m}}}
+             for name, m in (("02_l1_r50.pt", 2.5), ("04_slim.pt", 3.0))]
+    (results_dir / "speed.json").write_text(json.dumps(speed))
+    frame = records_frame(results_dir)
+    assert within_budget(frame, 93.5)["fastest"]["name"] == "slim"  # 3.0x, though 02's latency reads lower
+    (results_dir / "speed.json").unlink()
+    assert within_budget(records_frame(results_dir), 93.5)["fastest"]["name"] == "l1_r50"  # latencies only
