@@ -34,17 +34,33 @@ def results_dir(tmp_path):
     return tmp_path
 
 
-def test_the_budget_is_a_loss_on_validation_where_recorded_else_on_test(results_dir):
+def test_the_budget_is_a_loss_on_validation_and_records_without_it_cannot_be_chosen(results_dir):
     state = live.prepare(results_dir=results_dir)
     assert (state.baseline_test, state.baseline_val) == (93.0, 94.0)
     result = live.point(state, max_loss_pp=1.0)
     assert result["smallest_name"] == "a" and result["fastest_name"] == "a"  # 0.5 pp lost on validation
-    assert result["val_accuracy"] == 93.5 and result["smallest"]["selected_on"] == "validation"
-    assert live.point(state, max_loss_pp=0.4)["smallest_name"] == "baseline"  # "a" out, "b" (0.8 on test) too
-    assert [live.point(state, max_loss_pp=p)["models_within"] for p in (0.0, 0.4, 0.6, 0.8)] == [2, 2, 3, 4]
-    assert live.point(state, max_loss_pp=0.0)["smallest_name"] == "baseline"  # the baseline loses nothing
+    assert result["val_accuracy"] == 93.5 and result["smallest_test_accuracy"] == 91.5  # test reported
+    assert live.point(state, max_loss_pp=0.4)["smallest_name"] == "baseline (re-measured)"
+    # "b" and "c" have no validation accuracy: never chosen, never counted, whatever the budget
+    assert [live.point(state, max_loss_pp=p)["models_within"] for p in (0.0, 0.4, 0.6, 5.0)] == [1, 1, 2, 2]
+    assert live.point(state, max_loss_pp=5.0)["smallest_name"] == "a"
     with pytest.raises(ValueError, match="budget"):
         live.point(state, max_loss_pp=-1)
+
+
+def test_fastest_prefers_the_speedups_of_speed_json(results_dir):
+    (results_dir / "02_x.json").write_text(json.dumps([
+        record("baseline (re-measured)", "02_x", 93.0, 1000, val=94.0, weights="weights/01_baseline.pt",
+               latency=50.0),
+        record("a", "02_x", 91.5, 100, val=93.5, weights="weights/a.pt", latency=10.0),
+        record("d", "02_x", 92.0, 500, val=93.8, weights="weights/d.pt", latency=30.0)]))
+    assert live.point(live.prepare(results_dir=results_dir), 1.0)["fastest_name"] == "a"  # by latency
+    (results_dir / "speed.json").write_text(json.dumps([
+        {"weights_file": "weights/a.pt", "speedup": {"batch_256": {"median": 1.5, "q1": 1.4, "q3": 1.6}}},
+        {"weights_file": "weights/d.pt", "speedup": {"batch_256": {"median": 2.5, "q1": 2.4, "q3": 2.6}}}]))
+    state = live.prepare(results_dir=results_dir)
+    assert live.point(state, 1.0)["fastest_name"] == "d"  # the measured speed-up wins over latency
+    assert live.point(state, 0.1)["fastest_name"] == "baseline (re-measured)"  # d (0.2 pp) out of budget
 
 
 def test_point_equals_within_budget_on_the_committed_records():
@@ -53,11 +69,14 @@ def test_point_equals_within_budget_on_the_committed_records():
     except FileNotFoundError:
         pytest.skip("no committed results")
     state = live.prepare()
+    if state.baseline_val is None:
+        pytest.skip("no committed baseline validation accuracy")
     for loss in (0.25, 1.0, 3.0):
         result = live.point(state, max_loss_pp=loss)
-        best = within_budget(state.frame, state.baseline_test - loss - 1e-9, by="budget_accuracy")
+        best = within_budget(state.frame, state.baseline_val - loss - 1e-9)
         assert result["smallest_name"] == (None if best["smallest"] is None else best["smallest"]["name"])
-        assert result["fastest_name"] == (None if best["fastest"] is None else best["fastest"]["name"])
+        if state.frame["speedup_b256"].isna().all():
+            assert result["fastest_name"] == (None if best["fastest"] is None else best["fastest"]["name"])
     assert len(state.frame) == len(frame)
 
 

@@ -29,7 +29,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def state(model, quick_splits):
-    return live.prepare(model, quick_splits, calibration_images=64, val_images=300)
+    return live.prepare(model, quick_splits, calibration_images=64, val_images=300, precompute=())
 
 
 @pytest.mark.parametrize("w, a, granularity, keep_float", [
@@ -90,3 +90,11 @@ def test_controls_follow_the_contract():
     check_controls(live.CONTROLS)
     assert set(live.CONTROLS) == set(inspect.signature(live.point).parameters) - {"state"}
     assert (live.CONTROLS["weight_bits"]["min"], live.CONTROLS["weight_bits"]["max"]) == (2, 8)
+
+
+def test_a_repeated_point_comes_from_the_cache_and_equals_the_first(state):
+    first = live.point(state, weight_bits=3, act_bits=5, granularity="per-tensor")
+    assert (3, 5, "per-tensor") in state.results
+    again = live.point(state, weight_bits=3, act_bits=5, granularity="per-tensor")
+    assert again["val_accuracy"] == first["val_accuracy"] and again["fc1_step"] == first["fc1_step"]
+    assert again is not state.results[(3, 5, "per-tensor")]  # a copy: the caller cannot corrupt the cache

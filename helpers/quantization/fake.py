@@ -411,6 +411,50 @@ def quant_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 @torch.no_grad()
+def observe_activations(qmodel: nn.Module, data) -> dict[str, list[Tensor]]:
+    """Run ``data`` (training images: a tensor or batches) through ``qmodel`` (weights as they are,
+    activations pass-through) and return what each layer's activation observer saw (name -> samples).
+
+    ``calibrate`` is this followed by ``calibrate_from``; observations do not depend on the
+    activation bits, so one pass serves every activation bit width of the same weights. Raises
+    ValueError when ``data`` holds no image.
+    """
+    layers = quant_layers(qmodel)
+    if not layers:
+        raise ValueError("no quantized layers: build the model with quantize_model first")
+    was_training = qmodel.training
+    qmodel.eval()
+    for layer in layers.values():
+        layer.input_quant.observing, layer.input_quant._samples, layer.input_quant._rng = True, [], None
+    seen = 0
+    try:
+        for images in image_batches(data):
+            if len(images):
+                qmodel(images.to(next(qmodel.parameters()).device))
+                seen += len(images)
+        if seen == 0:
+            raise ValueError("calibration needs at least one image: the calibration data is empty")
+        return {name: layer.input_quant._samples for name, layer in layers.items()}
+    finally:
+        for layer in layers.values():
+            layer.input_quant.observing, layer.input_quant._samples, layer.input_quant._rng = False, [], None
+        qmodel.train(was_training)
+
+
+@torch.no_grad()
+def calibrate_from(qmodel: nn.Module, observations: dict[str, list[Tensor]]) -> nn.Module:
+    """Fix every activation quantizer's qparams from ``observe_activations``' output (not modified)."""
+    for name, layer in quant_layers(qmodel).items():
+        if layer.input_quant.bits is None:
+            continue
+        if name not in observations:
+            raise ValueError(f"no observations for layer {name!r}")
+        layer.input_quant._samples = list(observations[name])
+        layer.input_quant.compute_qparams()
+    return qmodel
+
+
+@torch.no_grad()
 def calibrate(qmodel: nn.Module, data, search_weight_clip: bool = True) -> nn.Module:
     """Observe activations on ``data`` (training images: a tensor or batches), fix the qparams.
 
@@ -422,22 +466,9 @@ def calibrate(qmodel: nn.Module, data, search_weight_clip: bool = True) -> nn.Mo
     if not layers:
         raise ValueError("no quantized layers: build the model with quantize_model first")
     check_finite(qmodel.state_dict(), "the model to calibrate")
-    batches = image_batches(data)
-    was_training = qmodel.training
-    qmodel.eval()
     for layer in layers.values():
         layer.update_weight_scale(search=search_weight_clip)
-        layer.input_quant.observing, layer.input_quant._samples, layer.input_quant._rng = True, [], None
-    try:
-        for images in batches:
-            qmodel(images.to(next(qmodel.parameters()).device))
-        for layer in layers.values():
-            layer.input_quant.compute_qparams()
-    finally:
-        for layer in layers.values():
-            layer.input_quant.observing, layer.input_quant._rng = False, None
-    qmodel.train(was_training)
-    return qmodel
+    return calibrate_from(qmodel, observe_activations(qmodel, data))
 
 
 def ptq(model: FashionCNN, calibration_data, weight_bits, act_bits, **kwargs) -> FashionCNN:
