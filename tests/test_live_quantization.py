@@ -10,21 +10,17 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from helpers.data import calibration_batch  # noqa: E402
+from helpers.paths import REPO_ROOT  # noqa: E402
+from live_view_checks import small_model  # noqa: E402
 from helpers.live import check_controls, val_accuracy  # noqa: E402
 from helpers.live import quantization as live  # noqa: E402
-from helpers.paths import REPO_ROOT  # noqa: E402
 from helpers.quantization.fake import ptq, quant_layers  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model():
-    from helpers import build_model, load_model
-
-    path = REPO_ROOT / "weights" / "01_baseline.pt"
-    if path.is_file():
-        return load_model(path).eval()
-    torch.manual_seed(0)
-    return build_model().eval()
+    """The committed baseline when present (real accuracies), else a seeded random CNN."""
+    return small_model()
 
 
 @pytest.fixture(scope="module")

@@ -9,22 +9,17 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from helpers.data import calibration_batch  # noqa: E402
+from helpers.paths import REPO_ROOT  # noqa: E402
+from live_view_checks import small_model  # noqa: E402
 from helpers.live import check_controls, val_accuracy  # noqa: E402
 from helpers.live import wanda  # noqa: E402
-from helpers.paths import REPO_ROOT  # noqa: E402
 from helpers.pruning.unstructured import prune_model, select_layers  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model():
     """The committed baseline when present (real accuracies), else a seeded random CNN."""
-    from helpers import build_model, load_model
-
-    path = REPO_ROOT / "weights" / "01_baseline.pt"
-    if path.is_file():
-        return load_model(path).eval()
-    torch.manual_seed(0)
-    return build_model().eval()
+    return small_model()
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,11 @@ EVAL_BATCH = 500
 
 def val_subset(splits, n: int = VAL_IMAGES) -> tuple[Tensor, Tensor]:
     """The first ``n`` images (float in [0, 1], N x 1 x 28 x 28) and labels of the validation split."""
-    if n < 1:
-        raise ValueError(f"the validation subset needs at least one image, got n={n}")
-    return splits.val.head(n).as_float()
+    if int(n) != n or n < 1:
+        raise ValueError(f"the validation subset needs at least one image, got n={n!r}")
+    if len(splits.val) == 0:
+        raise ValueError("the validation split is empty: nothing to measure a live view on")
+    return splits.val.head(int(n)).as_float()
 
 
 @torch.inference_mode()

@@ -3,7 +3,7 @@
 Each move prunes a copy of the loaded model as 07's source model was pruned (notebook 05's LAMP
 ranking, global and model-wide, first conv and last layer dense), quantizes its weights to ``bits``
 (per output channel, symmetric, so pruned weights stay code 0; first conv and last layer at 8 bits)
-and encodes the Deep-Compression file **in memory** with ``helpers.storage.compressed.encode``: the
+and encodes the Deep-Compression file **in memory** with ``helpers.storage.compressed.encode_with_stages``: the
 byte count is that of the file ``save_compressed_model`` would write. Accuracy is measured on the
 fixed validation subset.
 
@@ -14,20 +14,18 @@ calibration pass only repeats the weight-scale search), at half its cost.
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 from torch import Tensor, nn
 
-from ..checkpoints import save_model
-from ..measure import file_size, sparsity as model_sparsity
+from ..checkpoints import encode as encode_checkpoint
+from ..measure import sparsity as model_sparsity
 from ..quantization.fake import CLIP_METHODS, quantize_model
-from ..storage.compressed import encode
+from ..storage.compressed import encode_with_stages
 from .ranking import GlobalRanking, global_ranking
-from .subset import SUBSET_SIZE, fixed_val_subset, stage_table, subset_accuracy
+from . import VAL_IMAGES, read_records, val_accuracy, val_subset
 
 STAGE = "07_combined"
 SCORE, LAYERS = "lamp", "inner"  # 05's ranking, which produced 07's pruned model
@@ -55,29 +53,28 @@ class CombinedState:
 
 
 def dense_file_bytes(model: nn.Module) -> int:
-    """Bytes of ``model`` saved by ``save_model`` as a dense ``.pt`` (written to a temporary folder)."""
-    with tempfile.TemporaryDirectory() as folder:
-        return file_size(save_model(model, Path(folder) / "dense.pt"))
+    """Bytes of ``model`` as a dense ``.pt`` file (``helpers.save``'s bytes, encoded in memory)."""
+    return len(encode_checkpoint(model))
 
 
-def prepare(model: nn.Module, splits, n: int = SUBSET_SIZE, weight_clip: str = "mse") -> CombinedState:
+def prepare(model: nn.Module, splits, n: int = VAL_IMAGES, weight_clip: str = "mse") -> CombinedState:
     """The state of the live view: ``model`` in eval mode, its LAMP ranking, the first ``n`` validation
     images. ``weight_clip``: 07's ``"mse"`` clipping search, or ``"max"`` (no search: faster, worse at
     2-3 bits)."""
     if weight_clip not in CLIP_METHODS:
         raise ValueError(f"weight_clip must be one of {CLIP_METHODS}, got {weight_clip!r}")
     model = model.eval()
-    images, labels = fixed_val_subset(splits, n)
+    images, labels = val_subset(splits, n)
     return CombinedState(model, images, labels, global_ranking(model, SCORE, LAYERS, model_wide=True),
-                         dense_file_bytes(model), subset_accuracy(model, images, labels), weight_clip)
+                         dense_file_bytes(model), val_accuracy(model, images, labels), weight_clip)
 
 
 def point(state: CombinedState, sparsity: float, bits: int) -> dict:
     """Prune a copy, quantize its weights, encode the file in memory, measure; the state is untouched."""
     pruned, _ = state.ranking.pruned_copy(state.model, float(sparsity))
     qmodel = quantize_model(pruned, bits, None, weight_clip=state.weight_clip)
-    data, stages = encode(qmodel, meta={"bits": bits, "sparsity": float(sparsity), "live": True})
-    accuracy = subset_accuracy(qmodel, state.images, state.labels)
+    data, stages = encode_with_stages(qmodel, meta={"bits": bits, "sparsity": float(sparsity), "live": True})
+    accuracy = val_accuracy(qmodel, state.images, state.labels)
     return {
         "val_accuracy": accuracy, "sparsity": model_sparsity(pruned), "target_sparsity": float(sparsity),
         "weight_bits": bits, "bytes": len(data), "stage_bytes": stages, "dense_pt_bytes": state.dense_pt_bytes,
@@ -91,7 +88,7 @@ def point(state: CombinedState, sparsity: float, bits: int) -> dict:
 def reference(results_dir) -> pd.DataFrame:
     """07's committed records: name, sparsity, weight bits, bytes on disk, test accuracy (and the
     ``.ccz`` record's stage bytes); empty when the results are missing."""
-    table = stage_table(results_dir, STAGE)
+    table = read_records(results_dir, STAGE)
     if table.empty:
         return table
     keep = ["name", "method", "sparsity", "weight_bits", "size_bytes", "test_accuracy", "stage_bytes", "qat_epochs"]

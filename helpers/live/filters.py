@@ -16,8 +16,9 @@ from torch import Tensor
 
 from ..measure import count_macs, count_parameters
 from ..models import FashionCNN
+from ..plots import draw_layer_filters
 from ..pruning import structured as st
-from .subset import SUBSET_SIZE, fixed_val_subset, stage_table, subset_accuracy
+from . import VAL_IMAGES, read_records, val_accuracy, val_subset
 
 STAGE = "02_l1_filter_pruning"
 CHOSEN_FC_RATIOS = (0.7, 0.7)  # hidden FC units removed by 02's chosen model (1000 -> 300, 120 -> 36)
@@ -44,16 +45,16 @@ class FiltersState:
 
 
 def prepare(model: FashionCNN, splits, fc_ratios: Sequence[float] = CHOSEN_FC_RATIOS,
-            n: int = SUBSET_SIZE) -> FiltersState:
+            n: int = VAL_IMAGES) -> FiltersState:
     """The state of the live view: ``model`` in eval mode, the first ``n`` validation images."""
     if len(model.config.conv_channels) != len(BLOCKS):
         raise ValueError(f"the live view has one control per conv block ({len(BLOCKS)}); "
                          f"the model has {len(model.config.conv_channels)}")
     model = model.eval()
     fc = tuple(st.expand_ratios(fc_ratios, len(model.config.fc_features), "FC"))
-    images, labels = fixed_val_subset(splits, n)
+    images, labels = val_subset(splits, n)
     return FiltersState(model, images, labels, fc, st.l1_scores(model), count_parameters(model),
-                        count_macs(model), subset_accuracy(model, images, labels))
+                        count_macs(model), val_accuracy(model, images, labels))
 
 
 def point(state: FiltersState, block1: float, block2: float, block3: float) -> dict:
@@ -65,7 +66,7 @@ def point(state: FiltersState, block1: float, block2: float, block3: float) -> d
     params, macs = count_parameters(pruned), count_macs(pruned)
     norms = [state.scores[name] for name in st.conv_layer_names(state.model)]
     return {
-        "val_accuracy": subset_accuracy(pruned, state.images, state.labels),
+        "val_accuracy": val_accuracy(pruned, state.images, state.labels),
         "conv_ratios": ratios, "fc_ratios": list(state.fc_ratios),
         "conv_channels": list(plan.conv_channels), "fc_features": list(plan.fc_features),
         "widths": list(state.model.config.conv_channels),
@@ -83,7 +84,7 @@ def point(state: FiltersState, block1: float, block2: float, block3: float) -> d
 def reference(results_dir) -> pd.DataFrame:
     """02's committed curve (``l1_rXX``): ratio, params, MACs, accuracy right after pruning and
     after fine-tuning; empty when the results are missing."""
-    table = stage_table(results_dir, STAGE)
+    table = read_records(results_dir, STAGE)
     if table.empty or "name" not in table:
         return pd.DataFrame()
     curve = table[table["name"].str.match(r"l1_r\d+$")]
@@ -126,7 +127,7 @@ def draw(result: dict, reference: pd.DataFrame | None = None, fig=None):
         removed = set(result["removed_filters"][block])
         keep = [j for j in range(len(norms)) if j not in removed]
         # draw_layer_filters takes a weight: the norms as an (n, 1) weight have these Σ|W|
-        st.draw_layer_filters(ax, None, norms[:, None], keep, block)
+        draw_layer_filters(ax, None, norms[:, None], keep, block)
         ax.set_title(f"{block}: {len(keep)}/{len(norms)} kept (red: removed)", fontsize=10)
     fig.suptitle(f"L1 filter pruning, ratios {result['conv_ratios']} (FC {result['fc_ratios']})", fontsize=11)
     # fixed margins: tight_layout would cost about a second per move

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..measure import layer_sparsity, sparsity as model_sparsity
 from ..pruning.schedules import PruningSchedule
 from .ranking import GlobalRanking, global_ranking
-from .subset import SUBSET_SIZE, fixed_val_subset, stage_table, subset_accuracy
+from . import VAL_IMAGES, read_records, val_accuracy, val_subset
 
 STAGE = "05_schedules"
 PRUNE_STEPS = 12            # notebook 05's PRUNE_STEPS: pruning events after the one at step 0
@@ -47,12 +47,12 @@ class SchedulesState:
     base_accuracy: float
 
 
-def prepare(model: nn.Module, splits, n: int = SUBSET_SIZE) -> SchedulesState:
+def prepare(model: nn.Module, splits, n: int = VAL_IMAGES) -> SchedulesState:
     """The state of the live view: ``model`` in eval mode, its rankings, the first ``n`` validation images."""
     model = model.eval()
-    images, labels = fixed_val_subset(splits, n)
+    images, labels = val_subset(splits, n)
     rankings = {score: global_ranking(model, score, LAYERS, model_wide=True) for score in SCORES}
-    return SchedulesState(model, images, labels, rankings, subset_accuracy(model, images, labels))
+    return SchedulesState(model, images, labels, rankings, val_accuracy(model, images, labels))
 
 
 def agp_schedule(target: float, steps: int = PRUNE_STEPS) -> PruningSchedule:
@@ -75,7 +75,7 @@ def point(state: SchedulesState, target: float, step: int, score: str = "lamp") 
     reached = path[int(step)]
     pruned, _ = state.rankings[score].pruned_copy(state.model, reached)
     per_layer = layer_sparsity(pruned)
-    accuracy = subset_accuracy(pruned, state.images, state.labels)
+    accuracy = val_accuracy(pruned, state.images, state.labels)
     return {
         "val_accuracy": accuracy, "target": float(target), "step": int(step), "steps": PRUNE_STEPS,
         "score": score, "scheduled_sparsity": reached, "sparsity": model_sparsity(pruned),
@@ -89,7 +89,7 @@ def point(state: SchedulesState, target: float, step: int, score: str = "lamp") 
 def reference(results_dir) -> pd.DataFrame:
     """05's committed runs: one row per schedule (``kind``: oneshot/linear/agp, or ``no fine-tuning``
     for the one-shot global-inner magnitude sweep), ``budget``, ``target_sparsity``, accuracies."""
-    table = stage_table(results_dir, STAGE)
+    table = read_records(results_dir, STAGE)
     if table.empty or "target_sparsity" not in table:
         return pd.DataFrame()
     runs = table[table["schedule"].notna()] if "schedule" in table else table.iloc[:0]

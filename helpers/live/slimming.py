@@ -19,7 +19,7 @@ from ..measure import count_macs, count_parameters
 from ..models import FashionCNN
 from ..pruning import slimming as sl
 from ..pruning import structured as st
-from .subset import SUBSET_SIZE, fixed_val_subset, stage_table, subset_accuracy
+from . import VAL_IMAGES, read_records, val_accuracy, val_subset
 
 STAGE = "04_network_slimming"
 MIN_CHANNELS = 4  # notebook 04's floor per conv layer
@@ -43,13 +43,13 @@ class SlimmingState:
 
 
 def prepare(model: FashionCNN, splits, min_channels: int = MIN_CHANNELS, absorb: bool = False,
-            n: int = SUBSET_SIZE) -> SlimmingState:
+            n: int = VAL_IMAGES) -> SlimmingState:
     """The state of the live view: ``model`` in eval mode, its |γ|, the first ``n`` validation images."""
     model = model.eval()
     sl.slimming_plan(model, 0.0, min_channels)  # checks min_channels against the model
-    images, labels = fixed_val_subset(splits, n)
+    images, labels = val_subset(splits, n)
     return SlimmingState(model, images, labels, int(min_channels), bool(absorb), tuple(st.bn_gamma_abs(model)),
-                         count_parameters(model), subset_accuracy(model, images, labels))
+                         count_parameters(model), val_accuracy(model, images, labels))
 
 
 def point(state: SlimmingState, ratio: float) -> dict:
@@ -60,7 +60,7 @@ def point(state: SlimmingState, ratio: float) -> dict:
     params = count_parameters(slimmed)
     widths = [len(g) for g in state.gammas]
     return {
-        "val_accuracy": subset_accuracy(slimmed, state.images, state.labels),
+        "val_accuracy": val_accuracy(slimmed, state.images, state.labels),
         "ratio": float(ratio), "threshold": plan.threshold, "removed_fraction": plan.removed_fraction,
         "kept_channels": list(plan.conv_channels), "widths": widths,
         "removed_channels": {name: st.removed_indices(w, keep).tolist()
@@ -76,7 +76,7 @@ def point(state: SlimmingState, ratio: float) -> dict:
 def reference(results_dir) -> pd.DataFrame:
     """04's committed curve (``slim_rXX``): ratio, threshold, channels, params, accuracy right after
     removal and after fine-tuning; empty when the results are missing."""
-    table = stage_table(results_dir, STAGE)
+    table = read_records(results_dir, STAGE)
     if table.empty or "name" not in table:
         return pd.DataFrame()
     curve = table[table["name"].str.match(r"slim_r\d+$")]
