@@ -192,9 +192,3 @@ def test_layer_ratios_scale_the_conv_ratio_and_use_safe_fc_ratios(random_model):
         st.layer_ratios(random_model, scan, ratios, 93.0, conv_ratio=1.2, max_drop=1.0, conv_scale=[1, 1, 1])
     with pytest.raises(ValueError, match="one factor"):
         st.layer_ratios(random_model, scan, ratios, 93.0, conv_ratio=0.5, max_drop=1.0, conv_scale=[1, 1])
-
-
-def test_latency_scan_prunes_one_conv_layer_at_a_time(random_model):
-    seen = st.latency_scan(random_model, 0.5, latency_fn=lambda m: sum(m.config.conv_channels))
-    assert seen == {"features.block1.conv": 16 + 64 + 128, "features.block2.conv": 32 + 32 + 128,
-                    "features.block3.conv": 32 + 64 + 64}

@@ -333,20 +333,6 @@ def layer_ratios(model: FashionCNN, scan: dict[str, list[float]], scan_ratios: S
 
 
 @torch.no_grad()
-def latency_scan(model: FashionCNN, ratio: float, latency_fn: Callable[[FashionCNN], float]
-                 ) -> dict[str, float]:
-    """``latency_fn`` (e.g. ms at batch 256) of the model with one conv layer at a time pruned by
-    ``ratio``: where removing filters buys speed (the other half of choosing per-layer ratios)."""
-    n_conv = len(model.config.conv_channels)
-    result = {}
-    for i, name in enumerate(conv_layer_names(model)):
-        ratios = [0.0] * n_conv
-        ratios[i] = ratio
-        result[name] = float(latency_fn(prune_l1(model, ratios).eval()))
-    return result
-
-
-# ------------------------------------------------------------------- one-shot vs step-by-step
 def step_fractions(steps: int) -> list[float]:
     """Linear schedule: after step k of ``steps`` the fraction k/steps of the final ratio is removed."""
     if int(steps) != steps or steps < 1:
