@@ -38,7 +38,7 @@ def test_quantize_keeping_masks_keeps_pruned_weights_at_zero_through_qat():
 
 
 def test_saved_model_of_picks_the_record_with_the_highest_value(tmp_path):
-    outputs = OutputDirs(tmp_path, quick=True)
+    outputs = OutputDirs(tmp_path, "quick")
     records = []
     for name, sparsity in (("low", 0.5), ("high", 0.9)):
         save_model(_pruned(), outputs.weights / f"05_{name}.pt")
