@@ -86,6 +86,6 @@ def test_a_method_notebook_on_the_explore_path_has_a_live_slider(notebook, brows
     # The notebooks folder itself is served: the explore path writes only into the ignored .explore/.
     with jb.jupyter_lab(NOTEBOOKS_DIR) as lab:
         page = jb.open_notebook(browser, lab, notebook)
-        jb.run_all_cells(page, timeout_ms=180_000)
+        jb.run_all_cells(page, timeout_ms=600_000)  # the whole explore path: about a minute on a quiet machine
         check_live_view(page, Path(notebook).stem)
         page.close()
