@@ -162,7 +162,8 @@ def one_cycle(optimizer, lr: float, total_steps: int):
 def fit(model: nn.Module, train_batches, val_batches=None, epochs: int = 10, lr: float = 3e-3,
         weight_decay: float = 5e-4, label_smoothing: float = 0.1, optimizer: str = "adamw", device=None,
         after_step: Callable[[nn.Module], None] | None = None, desc: str = "train",
-        bf16: bool = False) -> History:
+        bf16: bool = False, teacher: nn.Module | None = None, temperature: float = 4.0,
+        distill_weight: float = 0.7) -> History:
     """Train with AdamW (or SGD) and a one-cycle learning rate; returns the per-epoch ``History``.
 
     ``after_step(model)`` runs after every optimizer step (e.g. to re-apply pruning masks).
@@ -170,6 +171,8 @@ def fit(model: nn.Module, train_batches, val_batches=None, epochs: int = 10, lr:
     the model is handed back in the default format, so saved files and latencies are unaffected.
     ``bf16=True`` runs forward and backward under bfloat16 autocast (weights, optimizer and
     BatchNorm statistics stay float32) where ``bf16_supported(device)``; elsewhere it is ignored.
+    With a ``teacher`` the model also learns from the teacher's softened logits (knowledge
+    distillation, Hinton et al. 2015): see ``Distillation`` for ``temperature`` and ``distill_weight``.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -180,6 +183,8 @@ def fit(model: nn.Module, train_batches, val_batches=None, epochs: int = 10, lr:
         raise ValueError("no training batches: the training set is empty")
     scheduler = one_cycle(optimizer, lr, epochs * len(train_batches))
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    if teacher is not None:
+        criterion = Distillation(teacher.to(device), criterion, temperature, distill_weight)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and bf16_supported(device))
     history = History()
     # one bar for the whole run (a bar per epoch would leave a line per epoch in saved notebooks)
@@ -212,7 +217,8 @@ def _train_one_epoch(model, batches, optimizer, scheduler, criterion, device, af
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast:
             logits = model(images)
-            loss = criterion(logits.float(), labels)
+            loss = criterion(logits.float(), labels, images) if isinstance(criterion, Distillation) \
+                else criterion(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -225,6 +231,37 @@ def _train_one_epoch(model, batches, optimizer, scheduler, criterion, device, af
         progress.update(1)
     return {"loss": total_loss / seen, "accuracy": 100.0 * correct / seen,
             "seconds": time.perf_counter() - start}
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                      temperature: float) -> torch.Tensor:
+    """``T² · KL(softmax(teacher/T) ‖ softmax(student/T))``, averaged over the batch (Hinton et al.
+    2015; the T² keeps its gradients on the scale of the hard-label loss). Zero when they agree."""
+    soft_teacher = torch.log_softmax(teacher_logits.float() / temperature, dim=1)
+    soft_student = torch.log_softmax(student_logits.float() / temperature, dim=1)
+    kl = nn.functional.kl_div(soft_student, soft_teacher, reduction="batchmean", log_target=True)
+    return kl * temperature ** 2
+
+
+class Distillation:
+    """The loss of a student learning from a frozen teacher:
+    ``(1 - weight) · hard_loss(student, labels) + weight · distillation_loss(student, teacher, T)``.
+    A higher ``temperature`` softens both distributions, so the student also learns how the teacher
+    ranks the wrong classes ("dark knowledge"); ``weight`` 0 is plain training, 1 ignores the labels."""
+
+    def __init__(self, teacher: nn.Module, hard_loss: nn.Module, temperature: float = 4.0, weight: float = 0.7):
+        if not (isinstance(temperature, (int, float)) and 0 < temperature < float("inf")):
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        if not (isinstance(weight, (int, float)) and 0.0 <= weight <= 1.0):
+            raise ValueError(f"distill_weight must be a number in [0, 1], got {weight!r}")
+        self.teacher, self.hard_loss = teacher.eval(), hard_loss
+        self.temperature, self.weight = float(temperature), float(weight)
+
+    def __call__(self, student_logits, labels, images):
+        with torch.no_grad():
+            teacher_logits = self.teacher(images)
+        soft = distillation_loss(student_logits, teacher_logits, self.temperature)
+        return (1.0 - self.weight) * self.hard_loss(student_logits, labels) + self.weight * soft
 
 
 def fine_tune(model: nn.Module, train_batches, epochs: int = 2, lr: float = 1e-3, **kwargs) -> History:

@@ -101,3 +101,40 @@ def test_headless_fit_leaves_one_line_per_run(monkeypatch, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and lines[0].startswith("toy epoch 2/2: 100%") and "16/16" in lines[0]
     assert "val_acc=" in lines[0]
+
+
+def test_distillation_loss_is_zero_when_student_agrees_and_matches_the_formula():
+    from helpers.training import distillation_loss
+
+    g = torch.Generator().manual_seed(0)
+    teacher, student = torch.randn(8, 10, generator=g), torch.randn(8, 10, generator=g)
+    assert distillation_loss(teacher, teacher, 4.0).abs().item() < 1e-6
+    T = 3.0
+    p = torch.softmax(teacher / T, 1)
+    by_hand = (p * (p.log() - torch.log_softmax(student / T, 1))).sum(1).mean() * T ** 2
+    assert torch.allclose(distillation_loss(student, teacher, T), by_hand, atol=1e-5)
+
+
+def test_fit_with_a_teacher_and_only_soft_targets_learns_the_teachers_answers():
+    """distill_weight=1 ignores the labels: the student must end up predicting what the teacher
+    predicts, here the opposite of the (deliberately wrong) labels."""
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    fit(teacher, toy_batches(), epochs=3, lr=0.1, device="cpu")
+    wrong = [(x, 1 - y) for x, y in toy_batches()]
+    student = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    fit(student, wrong, epochs=4, lr=0.1, device="cpu", teacher=teacher, distill_weight=1.0, label_smoothing=0.0)
+    agree = torch.cat([(student(x).argmax(1) == teacher(x).argmax(1)) for x, _ in wrong]).float().mean()
+    assert agree > 0.95 and accuracy(student, wrong) < 5.0
+    # the same run with weight 0 follows the labels instead
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    fit(plain, wrong, epochs=4, lr=0.1, device="cpu", teacher=teacher, distill_weight=0.0)
+    assert accuracy(plain, wrong) > 95.0
+
+
+@pytest.mark.parametrize("kwargs,match", [({"temperature": 0}, "temperature"), ({"temperature": "4"}, "temperature"),
+                                          ({"distill_weight": 1.5}, "distill_weight")])
+def test_fit_refuses_bad_distillation_settings(kwargs, match):
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match=match):
+        fit(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), toy_batches(), epochs=1, device="cpu", teacher=teacher, **kwargs)
