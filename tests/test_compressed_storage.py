@@ -58,3 +58,29 @@ def test_only_quantized_models_and_the_ccz_suffix(tmp_path, pruned_quantized):
         save_compressed_model(build_model(), tmp_path / "m.ccz")
     with pytest.raises(ValueError, match="suffix"):
         save_compressed_model(pruned_quantized, tmp_path / "m.pt")
+
+
+def test_version_1_files_still_load(tmp_path, pruned_quantized):
+    """A v1 file (header stored plain, clipping ratios stored) decodes to the same model."""
+    import lzma
+
+    from helpers.storage import compressed as ccz
+    from helpers.storage.framing import frame, json_bytes
+
+    header, payload = ccz.read_compressed_bytes(ccz.encode(pruned_quantized))
+    header["format"] = ccz.FORMAT_V1
+    raw = json_bytes(header)
+    v1 = frame(ccz.MAGIC_V1 + ccz._HLEN.pack(len(raw)) + raw, lzma.compress(payload))
+    x = torch.rand(16, 1, 28, 28)
+    assert torch.equal(ccz.decode(v1)(x), pruned_quantized(x))
+
+
+def test_byte_breakdown_counts_every_nonzero_weight_and_bounds_the_coder(pruned_quantized):
+    from helpers.combined import byte_breakdown, entropy_bytes
+
+    table = byte_breakdown(pruned_quantized)
+    layers = table[table.layer != "total"]
+    nonzero = sum(int((l.weight_codes() != 0).sum()) for l in quant_layers(pruned_quantized).values())
+    assert layers.nonzero.sum() == nonzero == table.iloc[-1].nonzero
+    assert (layers.gap_entries >= layers.nonzero).all()
+    assert entropy_bytes([7] * 100) == 0 and entropy_bytes([0, 1] * 4) == 1.0  # 8 symbols of 1 bit

@@ -9,11 +9,16 @@ stored as
 * **values**: the non-zero codes (and fillers), shifted to be non-negative and bit-packed at the
   layer's bit width (``storage.packed.pack_bits``);
 
-every other tensor (per-channel scales, folded biases, activation qparams, buffers) raw. The whole
-payload is then **entropy coded with LZMA** (Python's ``lzma``, a standard coder: LZ77 + range
-coding), which squeezes the skewed gap and code distributions. Layout::
+every other tensor (per-channel scales, folded biases, activation qparams, buffers) raw, except the
+weight clipping ratios (a training-time choice already folded into the scales: a reloaded model gets
+ratio 1, which only matters if it is trained further). The JSON header and the payload are then
+**entropy coded together with LZMA** (Python's ``lzma``, a standard coder: LZ77 + range coding),
+which squeezes the skewed gap and code distributions. Layout (v2)::
 
-    magic b"CCDCOMP1" | uint32 header length | JSON header | uint64 payload length | LZMA payload | crc32
+    magic b"CCDCOMP2" | uint64 length | LZMA(uint32 header length | JSON header | payload) | crc32
+
+Version 1 files (``CCDCOMP1``: the header stored plain before the LZMA payload, clipping ratios
+stored) still load.
 
 ``load_compressed_model(path)`` restores the model from the file alone; a truncated or corrupt file
 raises ``CompressedFileError``. ``stage_bytes`` reports each stage's size (dense, sparse, packed,
@@ -36,8 +41,10 @@ from .framing import (ModelFileError, checked_payload, frame, json_bytes, json_h
 from .packed import decode_model, pack_bits, unpack_bits
 from .sparse import _relative_gaps
 
-MAGIC = b"CCDCOMP1"
-FORMAT = "compression-course/deep-compressed-v1"
+MAGIC = b"CCDCOMP2"
+FORMAT = "compression-course/deep-compressed-v2"
+MAGIC_V1, FORMAT_V1 = b"CCDCOMP1", "compression-course/deep-compressed-v1"
+NOT_STORED = ".weight_clip_ratio"  # a training-time choice, already folded into weight_scale
 SUFFIX = ".ccz"
 _HLEN = struct.Struct("<I")
 
@@ -79,6 +86,8 @@ def encode_with_stages(qmodel: nn.Module, meta: dict | None = None) -> tuple[byt
     table, chunks, offset = [], [], 0
     stages = {"dense_float32": 0, "sparse_float32": 0, "sparse_packed": 0}
     for key, tensor in qmodel.state_dict().items():
+        if key.endswith(NOT_STORED):
+            continue
         tensor = tensor.detach().cpu().contiguous()
         if key in coded:
             bits = coded[key].weight_bits
@@ -98,25 +107,35 @@ def encode_with_stages(qmodel: nn.Module, meta: dict | None = None) -> tuple[byt
         offset += len(data)
     header = json_bytes({"format": FORMAT, "config": qmodel.config.to_dict(), "spec": qmodel.quant_spec.to_dict(),
                          "tensors": table, "meta": dict(meta or {})})
-    payload = lzma.compress(b"".join(chunks), preset=9 | lzma.PRESET_EXTREME)
-    data = frame(MAGIC + _HLEN.pack(len(header)) + header, payload)
+    stages["sparse_packed"] += len(header)
+    payload = lzma.compress(_HLEN.pack(len(header)) + header + b"".join(chunks), preset=9 | lzma.PRESET_EXTREME)
+    data = frame(MAGIC, payload)
     stages["entropy_coded"] = len(data)
     return data, stages
 
 
-def read_compressed_bytes(data: bytes, source: str = "compressed file") -> tuple[dict, bytes]:
-    """(header, decompressed payload), with every length and the checksum checked."""
-    if len(data) < len(MAGIC) + _HLEN.size or data[:len(MAGIC)] != MAGIC:
-        raise CompressedFileError(f"{source} is not a {FORMAT} file (bad magic bytes)")
-    (hlen,) = _HLEN.unpack_from(data, len(MAGIC))
-    pos = len(MAGIC) + _HLEN.size + hlen
-    compressed = checked_payload(data, pos, CompressedFileError, source)
-    header = json_header(data[len(MAGIC) + _HLEN.size:pos], FORMAT, CompressedFileError, source)
+def _decompress(compressed: bytes, source: str) -> bytes:
     try:
-        payload = lzma.decompress(compressed)
+        return lzma.decompress(compressed)
     except lzma.LZMAError as err:
         raise CompressedFileError(f"{source} is corrupt: {err}") from err
-    return header, payload
+
+
+def read_compressed_bytes(data: bytes, source: str = "compressed file") -> tuple[dict, bytes]:
+    """(header, decompressed payload), with every length and the checksum checked (v2 and v1)."""
+    if data[:len(MAGIC_V1)] == MAGIC_V1 and len(data) >= len(MAGIC_V1) + _HLEN.size:
+        (hlen,) = _HLEN.unpack_from(data, len(MAGIC_V1))
+        pos = len(MAGIC_V1) + _HLEN.size + hlen
+        compressed = checked_payload(data, pos, CompressedFileError, source)
+        header = json_header(data[len(MAGIC_V1) + _HLEN.size:pos], FORMAT_V1, CompressedFileError, source)
+        return header, _decompress(compressed, source)
+    if data[:len(MAGIC)] != MAGIC:
+        raise CompressedFileError(f"{source} is not a {FORMAT} file (bad magic bytes)")
+    plain = _decompress(checked_payload(data, len(MAGIC), CompressedFileError, source), source)
+    if len(plain) < _HLEN.size or len(plain) < _HLEN.size + _HLEN.unpack_from(plain)[0]:
+        raise CompressedFileError(f"{source} is corrupt: the header runs past the payload")
+    pos = _HLEN.size + _HLEN.unpack_from(plain)[0]
+    return json_header(plain[_HLEN.size:pos], FORMAT, CompressedFileError, source), plain[pos:]
 
 
 def encode(qmodel: nn.Module, meta: dict | None = None) -> bytes:
@@ -142,6 +161,8 @@ def decode(data: bytes, source: str = "compressed file") -> nn.Module:
     header, payload = read_compressed_bytes(data, source)
     try:
         tensors = {e["name"]: _tensor(e, payload) for e in header["tensors"]}
+        for name in [n for n in tensors if n.endswith(".weight_scale")]:  # v2 stores no clipping ratios
+            tensors.setdefault(name[: -len(".weight_scale")] + NOT_STORED, torch.ones_like(tensors[name]))
         return decode_model(header, tensors, CompressedFileError, source)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
         if isinstance(err, ModelFileError):
