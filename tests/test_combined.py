@@ -51,3 +51,33 @@ def test_saved_model_of_picks_the_record_with_the_highest_value(tmp_path):
     assert record["name"] == "high" and model.config.conv_channels == (4, 8, 8)
     assert saved_model_of("05", outputs, name="low")[0]["name"] == "low"
     assert saved_model_of("09", outputs) is None  # no such stage here nor in the committed results
+
+
+def test_kmeans_sharing_keeps_zeros_uses_few_values_and_fits_better_than_its_start():
+    from helpers.combined import kmeans_shared_weight
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(64, 200, generator=g) ** 3  # heavy-tailed, like trained weights
+    w[w.abs() < 0.3] = 0
+    shared = kmeans_shared_weight(w, 3)
+    assert torch.equal(shared == 0, w == 0)
+    assert len(torch.unique(shared[shared != 0])) <= 7
+    start = kmeans_shared_weight(w, 3, iterations=0)  # the linear grid it starts from
+    assert ((shared - w) ** 2).mean() < 0.9 * ((start - w) ** 2).mean()
+
+
+def test_layer_code_sensitivity_changes_only_the_named_layer():
+    from helpers.combined import layer_code_sensitivity
+    from helpers.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model().eval()
+    images, labels = torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    calls = []
+
+    def coder(weight, bits):
+        calls.append((tuple(weight.shape), bits))
+        return weight * 0  # wipes the layer: accuracy must change only through that layer
+    table = layer_code_sensitivity(model, [2, 8], [(images, labels)], coder=coder)
+    assert list(table.columns) == [2, 8] and len(table) == len(calls) // 2 == 6
+    assert (table.values <= 100).all() and (table.values >= 0).all()
