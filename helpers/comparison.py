@@ -116,6 +116,39 @@ def within_budget(frame: pd.DataFrame, min_accuracy: float, by: str = "val_accur
 
 
 
+def frontier_targets(frame: pd.DataFrame, budget_pp: float = 1.0, min_smaller: float = 100.0,
+                     min_fewer_params: float = 4.0, min_speedup: float = 2.5) -> pd.DataFrame:
+    """The course's two frontier targets, each met or not by the best model **chosen on validation**
+    (at most ``budget_pp`` below the baseline's validation accuracy; test accuracy reported):
+
+    * a file ``min_smaller`` times smaller than the baseline's (the smallest file within budget);
+    * a structured model (no zeros: channels really removed) with ``min_fewer_params`` times fewer
+      parameters and a batch-256 speed-up of at least ``min_speedup`` (median of ``speed.json``);
+      where none qualifies, the fastest structured model within budget is shown as the nearest miss.
+    """
+    base = frame[frame["weights_file"] == "weights/01_baseline.pt"].iloc[0]
+    ok = frame[frame["val_accuracy"] >= baseline_accuracy(frame) - budget_pp]
+    sized = ok.dropna(subset=["smallest_file_bytes"])
+    structured = ok[(ok["sparsity"] == 0) & (ok["params"] < base["params"]) & ok["speedup_b256"].notna()]
+    meets = structured[(base["params"] / structured["params"] >= min_fewer_params) & (structured["speedup_b256"] >= min_speedup)]
+    picks = {f"file >= {min_smaller:g}x smaller": sized.loc[sized["smallest_file_bytes"].idxmin()] if len(sized) else None,
+             f"structured >= {min_fewer_params:g}x fewer params, >= {min_speedup:g}x at b256":
+                 (meets if len(meets) else structured).sort_values("speedup_b256").iloc[-1] if len(structured) else None}
+    rows = []
+    for target, row in picks.items():
+        if row is None:
+            rows.append({"target": target, "model": None, "met": False})
+            continue
+        smaller, fewer = base["size_bytes"] / row["smallest_file_bytes"], base["params"] / row["params"]
+        met = smaller >= min_smaller if "file" in target else (fewer >= min_fewer_params and row["speedup_b256"] >= min_speedup)
+        rows.append({"target": target, "model": f"{row['stage'][:2]} {row['name']}", "x smaller": round(smaller, 1),
+                     "x fewer params": round(fewer, 2), "speedup b256": round(row["speedup_b256"], 2),
+                     "speedup q1-q3": f"{row['speedup_b256_q1']:.2f}-{row['speedup_b256_q3']:.2f}",
+                     "val acc": row["val_accuracy"], "test acc": row["test_accuracy"],
+                     "test vs baseline (pp)": round(row["test_accuracy"] - base["test_accuracy"], 2), "met": bool(met)})
+    return pd.DataFrame(rows)
+
+
 def frontier_plot(frame: pd.DataFrame, cost: str, label: str, higher_cost_is_better=False,
                   log_x=False, ax=None, highlight=None):
     """All models (colour and marker = notebook topic, the same in every figure: ``topic_styles``)

@@ -130,3 +130,27 @@ def test_the_fastest_within_budget_is_the_highest_benchmarked_speedup(results_di
     assert within_budget(frame, 93.5)["fastest"]["name"] == "slim"  # 3.0x, though 02's latency reads lower
     (results_dir / "speed.json").unlink()
     assert within_budget(records_frame(results_dir), 93.5)["fastest"]["name"] == "l1_r50"  # latencies only
+
+
+def test_frontier_targets_choose_on_validation_and_say_whether_each_target_is_met():
+    from helpers.comparison import frontier_targets
+
+    def row(stage, name, val, test, size, params, sparsity=0.0, speed=float("nan"), wf=None):
+        return {"stage": stage, "name": name, "val_accuracy": val, "test_accuracy": test, "size_bytes": size,
+                "smallest_file_bytes": size, "params": params, "sparsity": sparsity, "speedup_b256": speed,
+                "speedup_b256_q1": speed * 0.9, "speedup_b256_q3": speed * 1.1, "weights_file": wf}
+    frame = pd.DataFrame([
+        row("01_baseline", "baseline", 94.0, 93.5, 100_000, 1000, speed=1.0, wf="weights/01_baseline.pt"),
+        row("07_c", "tiny", 93.2, 93.0, 900, 1000, sparsity=0.97),          # 111x, within 1 pp on validation
+        row("07_c", "tinier but worse", 92.5, 93.4, 500, 1000, sparsity=0.99),  # fine on test, out on validation
+        row("02_l1", "r60", 93.1, 92.9, 20_000, 220, speed=2.6),            # 4.5x fewer, 2.6x: meets
+        row("02_l1", "r70", 90.0, 90.0, 18_000, 200, speed=3.0),            # out of budget
+    ])
+    table = frontier_targets(frame).set_index("target")
+    file_row, structured_row = table.iloc[0], table.iloc[1]
+    assert file_row["model"] == "07 tiny" and file_row["x smaller"] == 111.1 and file_row["met"]
+    assert structured_row["model"] == "02 r60" and structured_row["met"]
+    # the structured target missed: the fastest structured model within budget is shown, not met
+    frame.loc[frame.name == "r60", "speedup_b256"] = 2.0
+    assert not frontier_targets(frame).iloc[1]["met"]
+    assert not frontier_targets(frame, min_smaller=200).iloc[0]["met"]
