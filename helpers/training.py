@@ -305,6 +305,7 @@ def compare_distillation(start: nn.Module, teacher: nn.Module, train_batches, va
     measure both on the validation and test batches. ``start`` itself is left untouched."""
     import copy
 
+    teacher_device = next(teacher.parameters()).device  # fit moves the teacher to the training device
     models = {}
     for label in ("plain", "distilled"):
         seed_everything(seed)
@@ -313,6 +314,7 @@ def compare_distillation(start: nn.Module, teacher: nn.Module, train_batches, va
         extra = {"teacher": teacher} if label == "distilled" else {}
         fine_tune(student, train_batches, epochs=epochs, desc=f"{desc} ({label})", **extra, **kwargs)
         models[label] = student.cpu().eval()
+    teacher.to(teacher_device)
     return DistillationComparison(
         models["plain"], models["distilled"],
         {k: evaluate(m, val_batches)["accuracy"] for k, m in models.items()},
