@@ -269,6 +269,58 @@ def fine_tune(model: nn.Module, train_batches, epochs: int = 2, lr: float = 1e-3
     return fit(model, train_batches, epochs=epochs, lr=lr, desc=kwargs.pop("desc", "fine-tune"), **kwargs)
 
 
+@dataclass
+class DistillationComparison:
+    """Two fine-tunes of one starting point, plain and distilled, at equal epochs on the same batches:
+    the models, and their validation (choice) and test (report) accuracy in percent."""
+
+    plain: nn.Module
+    distilled: nn.Module
+    val_accuracy: dict[str, float]
+    test_accuracy: dict[str, float]
+    epochs: int
+
+    def gain(self, split: str = "test") -> float:
+        """Distilled minus plain accuracy on ``split`` ("val" or "test"), in percentage points."""
+        acc = self.val_accuracy if split == "val" else self.test_accuracy
+        return acc["distilled"] - acc["plain"]
+
+    def verdict(self) -> str:
+        """One line on the test difference, read against the re-run spread (``results.is_tie``)."""
+        from .results import RERUN_SPREAD_PP, is_tie
+
+        gain = self.gain("test")
+        tie = is_tie(self.test_accuracy["distilled"], self.test_accuracy["plain"])
+        effect = "a tie" if tie else ("distillation helped" if gain > 0 else "distillation hurt")
+        where = "within" if tie else "beyond"
+        return (f"{effect}: {gain:+.2f} pp test accuracy after {self.epochs} epochs each "
+                f"({where} the 2 x {RERUN_SPREAD_PP} pp two re-runs can differ by)")
+
+
+def compare_distillation(start: nn.Module, teacher: nn.Module, train_batches, val_batches, test_batches,
+                         epochs: int, seed: int = 0, desc: str = "fine-tune", **kwargs) -> DistillationComparison:
+    """Fine-tune two copies of ``start`` for ``epochs``, once plain and once learning from the frozen
+    ``teacher`` (``fine_tune(..., teacher=teacher)``), with the same seed and the same batches
+    (``train_batches.reset()``) and the same ``kwargs`` (lr, device, bf16, temperature, ...), then
+    measure both on the validation and test batches. ``start`` itself is left untouched."""
+    import copy
+
+    teacher_device = next(teacher.parameters()).device  # fit moves the teacher to the training device
+    models = {}
+    for label in ("plain", "distilled"):
+        seed_everything(seed)
+        train_batches.reset()
+        student = copy.deepcopy(start)
+        extra = {"teacher": teacher} if label == "distilled" else {}
+        fine_tune(student, train_batches, epochs=epochs, desc=f"{desc} ({label})", **extra, **kwargs)
+        models[label] = student.cpu().eval()
+    teacher.to(teacher_device)
+    return DistillationComparison(
+        models["plain"], models["distilled"],
+        {k: evaluate(m, val_batches)["accuracy"] for k, m in models.items()},
+        {k: evaluate(m, test_batches)["accuracy"] for k, m in models.items()}, epochs)
+
+
 def load_or_train_baseline(outputs, splits, quick: bool, epochs: int | None = None, device=None):
     """(model, path): notebook 01's ``01_baseline.pt`` when present (this run's outputs first, then
     the committed ``weights/``), else a baseline trained here (1 epoch QUICK, 12 FULL) and saved as

@@ -138,3 +138,43 @@ def test_fit_refuses_bad_distillation_settings(kwargs, match):
     teacher = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
     with pytest.raises(ValueError, match=match):
         fit(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), toy_batches(), epochs=1, device="cpu", teacher=teacher, **kwargs)
+
+
+def _toy_batches(seed=0):
+    from helpers.data import Batches, ImageSet
+    g = torch.Generator().manual_seed(seed)
+    images = (torch.rand(64, 28, 28, generator=g) * 255).to(torch.uint8)
+    labels = torch.randint(0, 10, (64,), generator=g)
+    return ImageSet(images, labels)
+
+
+def test_compare_distillation_trains_both_on_the_same_batches_and_leaves_the_start_alone():
+    """With distill_weight=0 the distilled run is plain training: identical weights prove the two runs
+    saw the same seed and batches; the start model is not changed; the verdict reads the spread."""
+    from helpers.data import Batches
+    from helpers.models import build_model
+    from helpers.training import compare_distillation
+
+    data = _toy_batches()
+    start, teacher = build_model(), build_model()
+    before = {k: v.clone() for k, v in start.state_dict().items()}
+    train = Batches(data, 16, shuffle=True, augment=True, seed=3)
+    evals = Batches(data, 32)
+    same = compare_distillation(start, teacher, train, evals, evals, epochs=1, device="cpu", distill_weight=0.0)
+    for (name, a), b in zip(same.plain.state_dict().items(), same.distilled.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert all(torch.equal(v, start.state_dict()[k]) for k, v in before.items())
+    assert same.gain("test") == 0.0 and same.gain("val") == 0.0 and same.verdict().startswith("a tie")
+    other = compare_distillation(start, teacher, train, evals, evals, epochs=1, device="cpu", distill_weight=1.0)
+    assert any(not torch.equal(a, b) for a, b in zip(other.plain.parameters(), other.distilled.parameters()))
+    assert other.epochs == 1 and set(other.test_accuracy) == {"plain", "distilled"}
+
+
+def test_distillation_verdict_names_the_direction_beyond_the_rerun_spread():
+    from helpers.training import DistillationComparison
+
+    def verdict(plain, distilled):
+        return DistillationComparison(None, None, {}, {"plain": plain, "distilled": distilled}, 4).verdict()
+    assert verdict(90.0, 90.5).startswith("distillation helped: +0.50 pp") and "beyond" in verdict(90.0, 90.5)
+    assert verdict(90.0, 89.5).startswith("distillation hurt: -0.50 pp")
+    assert verdict(90.0, 90.1).startswith("a tie") and "within" in verdict(90.0, 90.1)
