@@ -66,3 +66,19 @@ def test_draw_returns_one_figure(state):
 def test_unknown_weight_clip_is_refused(quick_splits):
     with pytest.raises(ValueError, match="weight_clip"):
         combined.prepare(small_model(), quick_splits, weight_clip="p99")
+
+
+def test_a_move_equals_its_uncached_computation_and_the_full_forward(state):
+    from helpers.live import val_accuracy
+    from helpers.quantization.fake import quantize_model
+
+    first = combined.point(state, sparsity=0.8, bits=3)
+    assert (0.8, 3) in state.results
+    again = combined.point(state, sparsity=0.8, bits=3)
+    assert again == first and again is not state.results[(0.8, 3)]  # a copy: the cache stays intact
+    uncached = combined.compute_point(state, 0.8, 3)
+    assert uncached["bytes"] == first["bytes"] and uncached["val_accuracy"] == first["val_accuracy"]
+    # the stored first-block output gives the accuracy of the whole model's forward pass
+    pruned, _ = state.ranking.pruned_copy(state.model, 0.8)
+    qmodel = quantize_model(pruned, 3, None)
+    assert first["val_accuracy"] == val_accuracy(qmodel, state.images, state.labels)

@@ -248,3 +248,30 @@ def test_int8_bad_inputs_are_clear_errors(small_trained, tmp_path):
         load_int8(path)
     with pytest.raises(FileNotFoundError, match="no int8 model"):
         load_int8(tmp_path / "missing.int8")
+
+
+def _dense_clip_errors(weight, bits):
+    """The squared-error table of the MSE clipping search, every weight computed (the reference)."""
+    from helpers.quantization.fake import MSE_RATIOS, symmetric_range
+    qmin, qmax = symmetric_range(bits)
+    w2d = weight.reshape(weight.shape[0], -1).float()
+    max_abs = w2d.abs().amax(1).clamp(min=1e-12)
+    scale = (MSE_RATIOS[:, None] * max_abs[None, :] / qmax)[..., None]
+    err = (w2d[None] / scale).round_().clamp_(qmin, qmax).mul_(scale).sub_(w2d[None])
+    return err.pow_(2).mean(-1)
+
+
+@pytest.mark.parametrize("zeros", [0.0, 0.5, 0.9, 0.99])
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_clip_search_skipping_pruned_zeros_is_bit_for_bit_the_dense_search(zeros, bits):
+    from helpers.quantization.fake import MSE_RATIOS, _pruned_clip_errors, clip_ratios, symmetric_range
+    g = torch.Generator().manual_seed(bits)
+    weight = torch.randn(200, 64, 3, 3, generator=g) * torch.rand(200, 1, 1, 1, generator=g)
+    weight[torch.rand(weight.shape, generator=g) < zeros] = 0.0
+    weight[7] = 0.0  # a channel pruned away entirely
+    reference = _dense_clip_errors(weight, bits)
+    assert torch.equal(clip_ratios(weight, bits), MSE_RATIOS[reference.argmin(0)])
+    w2d = weight.reshape(200, -1)
+    table = _pruned_clip_errors(w2d, w2d.ne(0).flatten(), w2d.abs().amax(1).clamp(min=1e-12), MSE_RATIOS,
+                                *symmetric_range(bits))
+    assert torch.equal(table, reference)

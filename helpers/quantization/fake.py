@@ -95,6 +95,9 @@ def clip_ratios(weight: Tensor, bits: int, clip: str = "mse") -> Tensor:
     if _check_clip(clip) == "max":
         return torch.ones_like(max_abs)
     ratios = MSE_RATIOS.to(w2d.device)
+    nonzero = w2d.ne(0).flatten()
+    if w2d.shape[0] > 1 and 2 * int(nonzero.sum()) < w2d.numel():  # a pruned layer, half zeros or more
+        return ratios[_pruned_clip_errors(w2d, nonzero, max_abs, ratios, qmin, qmax).argmin(0)]
     errors = []
     chunk = max(1, 4_000_000 // w2d.numel())  # candidate ratios evaluated at once (bounded memory)
     for rs in ratios.split(chunk):
@@ -102,6 +105,28 @@ def clip_ratios(weight: Tensor, bits: int, clip: str = "mse") -> Tensor:
         err = (w2d[None] / scale).round_().clamp_(qmin, qmax).mul_(scale).sub_(w2d[None])
         errors.append(err.pow_(2).mean(-1))
     return ratios[torch.cat(errors).argmin(0)]
+
+
+def _pruned_clip_errors(w2d: Tensor, nonzero: Tensor, max_abs: Tensor, ratios: Tensor, qmin: int, qmax: int
+                        ) -> Tensor:
+    """``clip_ratios``' squared-error table (ratios x channels) of a mostly-zero weight, bit for bit.
+
+    A zero weight quantizes to exactly 0 (error 0) at every ratio, so the elementwise errors are
+    computed on the non-zero weights only and written into a tensor of zeros of the weight's shape,
+    whose per-channel means are then taken by the same reduction as in the dense computation (the
+    same values in the same places: the same sums). A 90%-sparse layer costs about a fifth.
+    """
+    index = nonzero.nonzero().squeeze(1)
+    values = w2d.flatten().index_select(0, index)
+    channel_max = max_abs.index_select(0, index // w2d.shape[1])
+    squared = torch.zeros_like(w2d)
+    flat = squared.view(-1)
+    errors = torch.empty(len(ratios), w2d.shape[0], device=w2d.device)
+    for i, ratio in enumerate(ratios):
+        scale = ratio * channel_max / qmax  # the dense path's scale, elementwise the same ops
+        flat.index_copy_(0, index, (values / scale).round_().clamp_(qmin, qmax).mul_(scale).sub_(values).pow_(2))
+        errors[i] = squared.mean(-1)
+    return errors
 
 
 @torch.no_grad()
