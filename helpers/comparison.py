@@ -131,8 +131,8 @@ def frontier_targets(frame: pd.DataFrame, budget_pp: float = 1.0, min_smaller: f
     sized = ok.dropna(subset=["smallest_file_bytes"])
     structured = ok[(ok["sparsity"] == 0) & (ok["params"] < base["params"]) & ok["speedup_b256"].notna()]
     meets = structured[(base["params"] / structured["params"] >= min_fewer_params) & (structured["speedup_b256"] >= min_speedup)]
-    picks = {f"file >= {min_smaller:g}x smaller": sized.loc[sized["smallest_file_bytes"].idxmin()] if len(sized) else None,
-             f"structured >= {min_fewer_params:g}x fewer params, >= {min_speedup:g}x at b256":
+    picks = {f"file >= {min_smaller:g}× smaller": sized.loc[sized["smallest_file_bytes"].idxmin()] if len(sized) else None,
+             f"structured >= {min_fewer_params:g}× fewer params, >= {min_speedup:g}× at b256":
                  (meets if len(meets) else structured).sort_values("speedup_b256").iloc[-1] if len(structured) else None}
     rows = []
     for target, row in picks.items():
@@ -147,6 +147,24 @@ def frontier_targets(frame: pd.DataFrame, budget_pp: float = 1.0, min_smaller: f
                      "val acc": row["val_accuracy"], "test acc": row["test_accuracy"],
                      "test vs baseline (pp)": round(row["test_accuracy"] - base["test_accuracy"], 2), "met": bool(met)})
     return pd.DataFrame(rows)
+
+
+def frontier_markdown(results_dir=REPO_ROOT / "results", budget_pp: float = 1.0) -> str:
+    """``frontier_targets`` of the records as a Markdown table (for the README), with Deep
+    Compression's ratios beside the file target."""
+    table = frontier_targets(records_frame(results_dir), budget_pp)
+    lines = [f"**Frontier targets** (chosen on validation within {budget_pp:g} pp of the baseline; "
+             "Deep Compression: 39× for LeNet-5, 40× for LeNet-300-100):", "",
+             "| target | model | × smaller file | × fewer params | speed-up b256 (q1–q3) | test acc. (pp vs baseline) | met |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for _, r in table.iterrows():
+        if r["model"] is None:
+            lines.append(f"| {r['target']} | none within budget | | | | | no |")
+            continue
+        speed = "–" if pd.isna(r["speedup b256"]) else f"{r['speedup b256']:.2f}× ({r['speedup q1-q3'].replace('-', '–')})"
+        lines.append(f"| {r['target'].replace('>=', '≥')} | {r['model']} | {r['x smaller']:.1f}× | {r['x fewer params']:.2f}× "
+                     f"| {speed} | {r['test acc']:.2f} ({r['test vs baseline (pp)']:+.2f}) | {'yes' if r['met'] else 'no'} |")
+    return "\n".join(lines)
 
 
 def frontier_plot(frame: pd.DataFrame, cost: str, label: str, higher_cost_is_better=False,

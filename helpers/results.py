@@ -254,7 +254,12 @@ def update_readme(check: bool = False) -> bool:
         speed = read_speed()
     except FileNotFoundError:
         speed = {}
-    wanted = render_readme(current, results_table(read_results(), speed))
+    table = results_table(read_results(), speed)
+    if speed:  # the frontier targets need the benchmark's speed-ups
+        from .comparison import frontier_markdown
+
+        table += "\n\n" + frontier_markdown()
+    wanted = render_readme(current, table)
     if wanted != current and not check:
         write_text_atomic(readme, wanted)
     return wanted == current

@@ -154,3 +154,23 @@ def test_frontier_targets_choose_on_validation_and_say_whether_each_target_is_me
     frame.loc[frame.name == "r60", "speedup_b256"] = 2.0
     assert not frontier_targets(frame).iloc[1]["met"]
     assert not frontier_targets(frame, min_smaller=200).iloc[0]["met"]
+
+
+def test_frontier_markdown_is_a_table_row_per_target(results_dir):
+    from helpers.comparison import frontier_markdown
+
+    base = rec("01_baseline", "baseline", 93.5, 1000, 100, weights_file="weights/01_baseline.pt", val_accuracy=94.0)
+    small = rec("02_l1", "l1_r50", 93.0, 300, 25, weights_file="weights/02_l1_r50.pt", val_accuracy=93.6)
+    base["params"], small["params"] = 100, 25
+    (results_dir / "01_baseline.json").write_text(json.dumps([base]))
+    (results_dir / "02_l1.json").write_text(json.dumps([small]))
+    (results_dir / "speed.json").write_text(json.dumps([{"weights_file": "weights/02_l1_r50.pt", "size_bytes": 300,
+        "macs": 1, "threads": 1, "clock": "cpu", "reference": "weights/01_baseline.pt", "rounds": 3,
+        "speedup": {"batch_1": {"median": 2.0, "q1": 1.9, "q3": 2.1}, "batch_256": {"median": 3.0, "q1": 2.8, "q3": 3.2}}}]))
+    for stage in ("03_wanda", "05_schedules"):
+        (results_dir / f"{stage}.json").unlink()
+    lines = frontier_markdown(results_dir).splitlines()
+    rows = [l for l in lines if l.startswith("| file") or l.startswith("| structured")]
+    assert len(rows) == 2
+    assert "02 l1_r50" in rows[1] and "4.00×" in rows[1] and "3.00× (2.80–3.20)" in rows[1] and rows[1].endswith("| yes |")
+    assert "3.3×" in rows[0] and rows[0].endswith("| no |")  # 1000 / 300 bytes: far from 100x
