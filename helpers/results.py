@@ -237,6 +237,17 @@ def _table_note(speed: dict[str, dict]) -> str:
         "izes are bytes of the saved file; accuracy on the full 10,000-image test set."
 
 
+def readme_section(records: list[dict], speed: dict[str, dict]) -> str:
+    """What the README shows between its markers: the results table and, once the benchmark has
+    run, the frontier targets (``comparison.frontier_markdown``) below it."""
+    table = results_table(records, speed)
+    if not speed:  # the frontier targets need the benchmark's speed-ups
+        return table
+    from .comparison import frontier_markdown
+
+    return table + "\n\n" + frontier_markdown()
+
+
 def render_readme(readme_text: str, table: str) -> str:
     """``readme_text`` with the part between the markers replaced by ``table``."""
     start, end = readme_text.find(README_START), readme_text.find(README_END)
@@ -254,12 +265,7 @@ def update_readme(check: bool = False) -> bool:
         speed = read_speed()
     except FileNotFoundError:
         speed = {}
-    table = results_table(read_results(), speed)
-    if speed:  # the frontier targets need the benchmark's speed-ups
-        from .comparison import frontier_markdown
-
-        table += "\n\n" + frontier_markdown()
-    wanted = render_readme(current, table)
+    wanted = render_readme(current, readme_section(read_results(), speed))
     if wanted != current and not check:
         write_text_atomic(readme, wanted)
     return wanted == current

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from helpers.paths import REPO_ROOT, OutputDirs
-from helpers.results import (README_END, README_START, make_record, read_results, read_speed,
+from helpers.results import (README_END, README_START, make_record, read_results, read_speed, readme_section,
                              render_readme, results_table, speed_problems, write_results)
 
 
@@ -95,7 +95,7 @@ def test_speed_file_is_read_by_weights_file_and_not_as_a_notebook_result(tmp_pat
 
 def test_readme_table_is_in_sync_with_committed_results():
     readme = (REPO_ROOT / "README.md").read_text()
-    assert render_readme(readme, results_table(read_results(), read_speed())) == readme, \
+    assert render_readme(readme, readme_section(read_results(), read_speed())) == readme, \
         "run: python -m helpers.results --write-readme"
 
 
