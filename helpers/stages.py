@@ -6,11 +6,13 @@ then trains a small stand-in.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .paths import REPO_ROOT
 
 COMMITTED_WEIGHTS = REPO_ROOT / "weights"
+COMMITTED_RESULTS = REPO_ROOT / "results"
 NOTEBOOK_OF = {"01": "01_baseline_training", "02": "02_l1_filter_pruning", "03": "03_wanda",
                "04": "04_network_slimming", "05": "05_oneshot_vs_gradual", "06": "06_quantization",
                "07": "07_combined_compression", "08": "08_comparison"}
@@ -24,7 +26,12 @@ def how_to_make(filename: str) -> str:
     return f"python -m helpers.run_notebooks --only {number} --in-place  (the FULL run of {NOTEBOOK_OF[number]})"
 
 
-def committed_file(filename: str, mode: str, folder: Path = COMMITTED_WEIGHTS) -> Path | None:
+def _shown(path: Path) -> Path:
+    return path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
+
+
+def committed_file(filename: str, mode: str, folder: Path = COMMITTED_WEIGHTS,
+                   instead: str = "Training a small stand-in here instead.") -> Path | None:
     """On the explore path, the committed FULL file ``folder/filename`` when it is there; None on the
     other paths (they compute it) and, with a message saying how to make it, when it is missing."""
     if mode != "explore":
@@ -32,6 +39,26 @@ def committed_file(filename: str, mode: str, folder: Path = COMMITTED_WEIGHTS) -
     path = Path(folder) / filename
     if path.is_file():
         return path
-    print(f"explore: {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path} is missing; "
-          f"make it with `{how_to_make(filename)}`. Training a small stand-in here instead.")
+    print(f"explore: {_shown(path)} is missing; make it with `{how_to_make(filename)}`. {instead}")
     return None
+
+
+def committed_records(stage: str, mode: str, folder: Path = COMMITTED_RESULTS) -> list[dict] | None:
+    """On the explore path, the records of the committed FULL run's ``folder/<stage>.json`` (a
+    message says so); None on the other paths, and (saying how to make it) when the file is missing,
+    holds no FULL records or does not parse: the notebook then computes them on small subsets."""
+    instead = "Computing its numbers on small subsets here instead."
+    path = committed_file(f"{stage}.json", mode, folder, instead=instead)
+    if path is None:
+        return None
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        records = err
+    if not isinstance(records, list) or not records or any(
+            not isinstance(r, dict) or r.get("quick") is not False for r in records):
+        print(f"explore: {_shown(path)} holds no FULL-run records; make it with `{how_to_make(path.name)}`. {instead}")
+        return None
+    print(f"explore: {len(records)} records of {_shown(path)} loaded: the numbers marked FULL below are the "
+          f"committed FULL run's (full test set), not recomputed here")
+    return records

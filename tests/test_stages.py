@@ -21,3 +21,25 @@ def test_a_missing_file_names_the_command_that_makes_it(tmp_path, capsys):
 def test_files_not_named_after_a_notebook_are_refused():
     with pytest.raises(ValueError, match="NN_what"):
         how_to_make("baseline.pt")
+
+
+def test_explore_loads_the_committed_records_and_other_modes_compute(tmp_path, capsys):
+    import json
+
+    from helpers.stages import committed_records
+    records = [{"name": "a", "quick": False, "test_accuracy": 90.0}]
+    (tmp_path / "03_wanda.json").write_text(json.dumps(records))
+    assert committed_records("03_wanda", "explore", tmp_path) == records
+    assert "1 records of" in capsys.readouterr().out
+    assert committed_records("03_wanda", "quick", tmp_path) is None
+    assert committed_records("03_wanda", "full", tmp_path) is None
+
+
+@pytest.mark.parametrize("text", [None, "not json", "[]", '[{"name": "a", "quick": true}]'])
+def test_missing_or_non_full_records_name_the_command_that_makes_them(tmp_path, capsys, text):
+    from helpers.stages import committed_records
+    if text is not None:
+        (tmp_path / "03_wanda.json").write_text(text)
+    assert committed_records("03_wanda", "explore", tmp_path) is None
+    out = capsys.readouterr().out
+    assert "--only 03 --in-place" in out and "small subsets" in out

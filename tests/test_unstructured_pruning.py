@@ -271,3 +271,24 @@ def test_model_wide_global_pruning_counts_the_dense_layers_too(random_model, met
     total = sum(m.weight.numel() for m in prunable_layers(random_model).values())
     assert sparsity(pruned) == pytest.approx(math.floor(0.9 * total) / total)
     assert "classifier.fc3" not in masks
+
+
+def test_rows_from_records_pick_the_variants_points_in_order():
+    from helpers.pruning.unstructured import rows_from_records
+    records = [{"method": f"{v}, {kind}", "target_sparsity": s, "sparsity": s + 0.01, "test_accuracy": acc}
+               for v, kind, s, acc in [("B", "no fine-tuning", 0.9, 20.0), ("A", "no fine-tuning", 0.9, 30.0),
+                                       ("A", "no fine-tuning", 0.5, 90.0), ("A", "short fine-tune", 0.5, 91.0),
+                                       ("C", "no fine-tuning", 0.5, 80.0)]]
+    rows = rows_from_records(records, ["A", "B"])
+    assert [(r["variant"], r["target"], r["accuracy"]) for r in rows] == [("A", 0.5, 90.0), ("A", 0.9, 30.0),
+                                                                          ("B", 0.9, 20.0)]
+    assert rows[0]["sparsity"] == 0.51
+    assert [r["accuracy"] for r in rows_from_records(records, ["A"], "short fine-tune")] == [91.0]
+
+
+def test_masks_from_zeros_recover_the_masks_of_a_pruned_model(random_model, calibration):
+    from helpers.pruning.unstructured import masks_from_zeros
+    pruned, masks = prune_model(random_model, "wanda", 0.5, layers="inner", calibration=calibration)
+    recovered = masks_from_zeros(pruned, "inner")
+    assert recovered.keys() == masks.keys()
+    assert all(torch.equal(recovered[name], masks[name].to(recovered[name].device)) for name in masks)

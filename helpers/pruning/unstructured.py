@@ -432,3 +432,19 @@ def sweep(model: nn.Module, sparsities: Iterable[float], variants: Mapping[str, 
                 on_point(pruned, row)
             rows.append(row)
     return rows
+
+
+def rows_from_records(records: Iterable[dict], variants: Iterable[str], kind: str = "no fine-tuning") -> list[dict]:
+    """``sweep``-like rows (variant, target, sparsity, accuracy = test accuracy) of ``variants`` from
+    results records whose method is ``"<variant>, <kind>"`` (as notebook 03 writes them), in the
+    order of ``variants`` and then of the target sparsity."""
+    wanted = list(variants)
+    rows = [{"variant": r["method"][:-len(f", {kind}")], "target": r["target_sparsity"],
+             "sparsity": r["sparsity"], "accuracy": r["test_accuracy"]}
+            for r in records if r["method"] in {f"{v}, {kind}" for v in wanted}]
+    return sorted(rows, key=lambda row: (wanted.index(row["variant"]), row["target"]))
+
+
+def masks_from_zeros(model: nn.Module, layers: str | Iterable[str] = "all") -> Masks:
+    """The masks of a saved pruned model (masks folded in): True where the weight is not zero."""
+    return {name: layer.weight.detach() != 0 for name, layer in select_layers(model, layers).items()}
