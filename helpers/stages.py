@@ -6,11 +6,13 @@ then trains a small stand-in.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .paths import REPO_ROOT
 
 COMMITTED_WEIGHTS = REPO_ROOT / "weights"
+COMMITTED_RESULTS = REPO_ROOT / "results"
 NOTEBOOK_OF = {"01": "01_baseline_training", "02": "02_l1_filter_pruning", "03": "03_wanda",
                "04": "04_network_slimming", "05": "05_oneshot_vs_gradual", "06": "06_quantization",
                "07": "07_combined_compression", "08": "08_comparison"}
@@ -35,3 +37,20 @@ def committed_file(filename: str, mode: str, folder: Path = COMMITTED_WEIGHTS) -
     print(f"explore: {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path} is missing; "
           f"make it with `{how_to_make(filename)}`. Training a small stand-in here instead.")
     return None
+
+
+def committed_records(stage: str, mode: str, folder: Path = COMMITTED_RESULTS) -> list[dict] | None:
+    """On the explore path, the records of the committed FULL ``folder/<stage>.json`` (checked as
+    ``read_results`` checks them) to show instead of training; None on the other paths and, with a
+    message saying how to make it, when the file is missing."""
+    from .results import check_record  # results imports torch-heavy helpers; stay light at import
+
+    path = committed_file(f"{stage}.json", mode, folder)
+    if path is None:
+        return None
+    records = json.loads(path.read_text())
+    if not isinstance(records, list):
+        raise ValueError(f"{path} must hold a list of records, got {type(records).__name__}")
+    for index, record in enumerate(records):
+        check_record(record, f"{path}, record {index}")
+    return records
