@@ -55,6 +55,13 @@ def committed_records(stage: str, mode: str, folder: Path = COMMITTED_RESULTS) -
         records = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         records = err
+    from .results import check_record  # results imports torch-heavy helpers; stay light at import
+
+    try:
+        for index, record in enumerate(records if isinstance(records, list) else []):
+            check_record(record, f"{path}, record {index}")
+    except (ValueError, KeyError, TypeError) as err:
+        records = err
     if not isinstance(records, list) or not records or any(
             not isinstance(r, dict) or r.get("quick") is not False for r in records):
         print(f"explore: {_shown(path)} holds no FULL-run records; make it with `{how_to_make(path.name)}`. {instead}")

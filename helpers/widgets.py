@@ -19,6 +19,8 @@ from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
 
+from .paths import MODE_ENV
+
 HEADLESS_ENV = "COURSE_HEADLESS"  # set by helpers.run_notebooks: no front end will ever show a widget
 
 
@@ -149,7 +151,10 @@ def _run_headless(topic, state, reference, figure_name, figures_dir, controls, w
     import pandas as pd
 
     rows = []
-    for i, values in enumerate(headless_points(controls)):
+    points = headless_points(controls)
+    if os.environ.get(MODE_ENV) == "explore":  # a person's kernel draws the defaults once; QUICK and FULL draw all
+        points = points[:1]
+    for i, values in enumerate(points):
         started = time.perf_counter()
         result = topic.point(state, **values)
         fig = topic.draw(result, reference)
@@ -160,8 +165,8 @@ def _run_headless(topic, state, reference, figure_name, figures_dir, controls, w
         rows.append({**values, **{k: v for k, v in scalars(result).items() if k not in values},
                      "seconds": round(time.perf_counter() - started, 2)})
     why = "ipywidgets is not installed" if widget_missing else "headless run"
-    print(f"({why}: the live view appears when you run this cell in Jupyter; "
-          f"each control's values drawn once:)")
+    drawn = "the defaults drawn (explore)" if len(points) == 1 else "each control's values drawn once"
+    print(f"({why}: the live view appears when you run this cell in Jupyter; {drawn}:)")
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(pd.DataFrame(rows).to_string(index=False))
 

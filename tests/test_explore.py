@@ -29,7 +29,7 @@ def test_the_explore_path_loads_committed_files_and_leaves_them_untouched(tmp_pa
     executed = json.loads((tmp_path / "runs" / "explore" / "08_comparison.ipynb").read_text())
     assert not any("injected-parameters" in c.get("metadata", {}).get("tags", []) for c in executed["cells"])
     assert "the live view appears when you run this cell in Jupyter" in _outputs(
-        tmp_path / "runs" / "explore" / "08_comparison.ipynb")  # every budget drawn once, headless
+        tmp_path / "runs" / "explore" / "08_comparison.ipynb")  # the defaults drawn once, headless
     records = json.loads((tmp_path / "outputs" / "results" / "01_baseline.json").read_text())
     assert all(r["quick"] is True for r in records)  # explore results never pass for FULL ones
     assert _fingerprint() == before, "an explore run changed the committed outputs"

@@ -1,7 +1,9 @@
 """helpers.stages: the explore path loads committed files, says how to make a missing one."""
+import json
+
 import pytest
 
-from helpers.stages import committed_file, how_to_make
+from helpers.stages import committed_file, committed_records, how_to_make
 
 
 def test_explore_finds_a_committed_file_and_other_modes_compute(tmp_path):
@@ -23,20 +25,23 @@ def test_files_not_named_after_a_notebook_are_refused():
         how_to_make("baseline.pt")
 
 
-def test_explore_loads_the_committed_records_and_other_modes_compute(tmp_path, capsys):
-    import json
+FULL_RECORD = {"name": "m", "method": "x", "test_accuracy": 90.0, "sparsity": 0.5, "params_nonzero": 10,
+               "weight_bits": 32, "activation_bits": None, "size_bytes": 100, "latency_ms": None,
+               "weights_file": None, "quick": False}
 
+
+def test_explore_loads_the_committed_records_and_other_modes_compute(tmp_path, capsys):
     from helpers.stages import committed_records
-    records = [{"name": "a", "quick": False, "test_accuracy": 90.0}]
-    (tmp_path / "03_wanda.json").write_text(json.dumps(records))
-    assert committed_records("03_wanda", "explore", tmp_path) == records
+    (tmp_path / "03_wanda.json").write_text(json.dumps([FULL_RECORD]))
+    assert committed_records("03_wanda", "explore", tmp_path) == [FULL_RECORD]
     assert "1 records of" in capsys.readouterr().out
     assert committed_records("03_wanda", "quick", tmp_path) is None
     assert committed_records("03_wanda", "full", tmp_path) is None
 
 
-@pytest.mark.parametrize("text", [None, "not json", "[]", '[{"name": "a", "quick": true}]'])
-def test_missing_or_non_full_records_name_the_command_that_makes_them(tmp_path, capsys, text):
+@pytest.mark.parametrize("text", [None, "not json", "[]", '[{"name": "a", "quick": true}]',
+                                  json.dumps([{**FULL_RECORD, "test_accuracy": 150.0}])])
+def test_missing_non_full_or_invalid_records_name_the_command_that_makes_them(tmp_path, capsys, text):
     from helpers.stages import committed_records
     if text is not None:
         (tmp_path / "03_wanda.json").write_text(text)

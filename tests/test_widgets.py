@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
+from helpers.paths import MODE_ENV  # noqa: E402
 from helpers.widgets import HEADLESS_ENV, headless_points, live_view, slider_over  # noqa: E402
 
 pytest.importorskip("ipywidgets")
@@ -37,6 +38,7 @@ def fake_topic(fail_at=None):
 
 def test_headless_draws_the_default_and_every_headless_value_once(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv(HEADLESS_ENV, "1")
+    monkeypatch.delenv(MODE_ENV, raising=False)
     topic = fake_topic()
     plt.close("all")
     assert live_view(topic, None, None, figure_name="live", figures_dir=tmp_path) is None
@@ -45,6 +47,15 @@ def test_headless_draws_the_default_and_every_headless_value_once(monkeypatch, c
     assert (tmp_path / "live.png").stat().st_size > 0 and plt.get_fignums() == []
     out = capsys.readouterr().out
     assert "headless" in out and "90.0" in out and "mask" not in out  # numbers only, no arrays
+
+
+def test_headless_explore_draws_only_the_defaults_as_a_person_would_see(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv(HEADLESS_ENV, "1")
+    monkeypatch.setenv(MODE_ENV, "explore")
+    topic = fake_topic()
+    assert live_view(topic, None, None, figure_name="live", figures_dir=tmp_path) is None
+    assert topic.calls["point"] == [(0.5, "a")] and (tmp_path / "live.png").stat().st_size > 0
+    assert "the defaults drawn (explore)" in capsys.readouterr().out
 
 
 def test_headless_errors_fail_the_run(monkeypatch):
