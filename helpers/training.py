@@ -182,9 +182,10 @@ def fit(model: nn.Module, train_batches, val_batches=None, epochs: int = 10, lr:
     if len(train_batches) < 1:
         raise ValueError("no training batches: the training set is empty")
     scheduler = one_cycle(optimizer, lr, epochs * len(train_batches))
-    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-    if teacher is not None:
-        criterion = Distillation(teacher.to(device), criterion, temperature, distill_weight)
+    hard_loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    # one signature for every loss: (logits, labels, images); distillation needs the images for its teacher
+    criterion = (Distillation(teacher.to(device), hard_loss, temperature, distill_weight) if teacher is not None
+                 else lambda logits, labels, _images: hard_loss(logits, labels))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and bf16_supported(device))
     history = History()
     # one bar for the whole run (a bar per epoch would leave a line per epoch in saved notebooks)
@@ -217,8 +218,7 @@ def _train_one_epoch(model, batches, optimizer, scheduler, criterion, device, af
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast:
             logits = model(images)
-            loss = criterion(logits.float(), labels, images) if isinstance(criterion, Distillation) \
-                else criterion(logits.float(), labels)
+            loss = criterion(logits.float(), labels, images)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
