@@ -5,7 +5,8 @@
     python -m helpers.benchmark --check-against old_speed.json   # how far a new run moved
 
 Every file (``.pt``, ``.sparse``, ``.packed``, ``.ccz``, ``.int8``) is loaded through its loader and
-timed by ``measure.compare_speed`` together with ``weights/01_baseline.pt``: interleaved rounds,
+timed by ``measure.compare_speed`` in a pair with ``weights/01_baseline.pt`` (one pair at a time:
+the reference is timed next to every file, never a whole round of 40 models away): interleaved rounds,
 process CPU time at a fixed thread count, the median per-round speed-up with its interquartile
 range at batch 1 and 256, wall-clock speed-ups beside it. ``results/speed.json`` is a list of
 records, one per file: ``weights_file``, ``size_bytes``, ``sha256`` (so ``python -m helpers.results
@@ -37,7 +38,7 @@ BASELINE_FILE = "01_baseline.pt"
 DEFAULT_OUTPUT = REPO_ROOT / "results" / "speed.json"
 INT8_MACS_NOTE = ("FlopCounterMode counts no quantized kernel: MACs of the same architecture in float "
                   "(the file's config)")
-ROUNDS = 15  # 38 files: ~3 min of CPU on two cores; more rounds of fewer models in a notebook
+ROUNDS = 15  # per pair; 41 files: about 6 min on two cores
 TOLERANCE = 0.10  # --check-against: the largest relative difference of a b256 ratio called agreement
 
 
@@ -77,6 +78,23 @@ def _spreads(comparison: SpeedComparison, name: str, attribute: str) -> dict:
     return out
 
 
+_TIMED = ("speedup", "wall_speedup", "cpu_ms", "wall_ms")
+PROTOCOL = ("pairwise: each file interleaved with the reference in its own rounds (reference, file, "
+            "file, reference, ...), so a slow spell of a shared machine hits both sides of every ratio")
+
+
+def _reference_timing(comparisons: list[SpeedComparison], reference: str) -> dict:
+    """The reference's own record: speed-up 1 by definition, its time per call the median over the pairs."""
+    import numpy as np
+
+    batches = sorted({r.batch_size for c in comparisons for r in c.results})
+    one = {"median": 1.0, "q1": 1.0, "q3": 1.0}
+    return {"speedup": {f"batch_{b}": dict(one) for b in batches},
+            "wall_speedup": {f"batch_{b}": dict(one) for b in batches},
+            **{key: {f"batch_{b}": round(float(np.median([getattr(c.get(reference, b), key) for c in comparisons])), 4)
+                     for b in batches} for key in ("cpu_ms", "wall_ms")}}
+
+
 def speed_records(paths: list[Path], reference: Path, threads: int = SPEED_THREADS,
                   rounds: int = SPEED_ROUNDS, warmup_s: float = SPEED_WARMUP_S,
                   calls_per_round: int | None = None, batch_sizes=SPEED_BATCHES,
@@ -89,23 +107,27 @@ def speed_records(paths: list[Path], reference: Path, threads: int = SPEED_THREA
     names = {p: _relative(p, root) for p in paths}
     models = {names[p]: load_saved_model(p) for p in tqdm(paths, desc="loading", disable=not progress)}
     macs = {name: model_macs(model) for name, model in models.items()}
-    comparison = compare_speed(models, names[reference], batch_sizes=batch_sizes, threads=threads,
-                               rounds=rounds, calls_per_round=calls_per_round, warmup_s=warmup_s,
-                               progress=progress)
+    ref = names[reference]
+    pairs = {}
+    for name in tqdm([n for n in models if n != ref] or [ref], desc="timing pairs", disable=not progress):
+        pairs[name] = compare_speed({ref: models[ref], name: models[name]}, ref, batch_sizes=batch_sizes,
+                                    threads=threads, rounds=rounds, calls_per_round=calls_per_round,
+                                    warmup_s=warmup_s)
     measured = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    reference_macs = macs[names[reference]][0]
+    reference_macs = macs[ref][0]
     records = []
     for path in paths:
         name = names[path]
+        comparison = pairs.get(name)
+        timing = ({key: _spreads(comparison, name, key) for key in _TIMED} if comparison is not None
+                  else _reference_timing(list(pairs.values()), ref))
         record = {"weights_file": name, "format": path.suffix.lstrip("."), "size_bytes": file_size(path),
                   "sha256": sha256_of(path), "macs": macs[name][0],
                   "mac_ratio": round(reference_macs / macs[name][0], 4),
-                  "speedup": _spreads(comparison, name, "speedup"),
-                  "wall_speedup": _spreads(comparison, name, "wall_speedup"),
-                  "cpu_ms_per_call": _spreads(comparison, name, "cpu_ms"),
-                  "wall_ms_per_call": _spreads(comparison, name, "wall_ms"),
-                  "reference": names[reference], "threads": comparison.threads, "clock": comparison.clock,
-                  "rounds": comparison.rounds, "measured": measured}
+                  "speedup": timing["speedup"], "wall_speedup": timing["wall_speedup"],
+                  "cpu_ms_per_call": timing["cpu_ms"], "wall_ms_per_call": timing["wall_ms"],
+                  "reference": ref, "threads": threads, "clock": "process_time",
+                  "rounds": rounds, "protocol": PROTOCOL, "measured": measured}
         if macs[name][1]:
             record["macs_note"] = macs[name][1]
         records.append(record)

@@ -231,8 +231,8 @@ def _table_note(speed: dict[str, dict]) -> str:
     protocols = sorted({(t["reference"], t["clock"], t["threads"], t["rounds"]) for t in speed.values()})
     timing = "; ".join(
         f"speed-up: median (q1–q3) of {rounds} interleaved rounds' ratios `{reference}` time / model "
-        f"time, {clock} at {threads} thread(s), every file timed in one process by "
-        f"`python -m helpers.benchmark`" for reference, clock, threads, rounds in protocols)
+        f"time, {clock} at {threads} thread(s), each file timed in a pair with the reference "
+        f"(interleaved, in one process) by `python -m helpers.benchmark`" for reference, clock, threads, rounds in protocols)
     return ((timing[0].upper() + timing[1:] + "; s") if timing else "S") + \
         "izes are bytes of the saved file; accuracy on the full 10,000-image test set."
 

@@ -39,7 +39,8 @@ def test_benchmark_times_every_file_against_the_baseline(weights_dir, tmp_path, 
         assert r["size_bytes"] == path.stat().st_size
         assert r["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         assert r["threads"] == 1 and r["clock"] == "process_time" and r["rounds"] == 3
-        assert r["reference"] == "weights/01_baseline.pt"
+        assert r["reference"] == "weights/01_baseline.pt" and r["protocol"].startswith("pairwise")
+        assert r["cpu_ms_per_call"]["batch_256"] > 0
         assert set(r["speedup"]) == set(r["wall_speedup"]) == {"batch_1", "batch_256"}
         s = r["speedup"]["batch_1"]
         assert s["q1"] <= s["median"] <= s["q3"]
@@ -57,6 +58,24 @@ def test_benchmark_times_every_file_against_the_baseline(weights_dir, tmp_path, 
     assert sorted(again) == sorted(records)[:3]
     assert again["weights/03_dense_as_sparse.sparse"] == records["weights/03_dense_as_sparse.sparse"]
     assert "b256 ratios moved by more than" in capsys.readouterr().out
+
+
+def test_each_file_is_timed_in_a_pair_with_the_reference(weights_dir, tmp_path, monkeypatch):
+    import helpers.benchmark as benchmark
+
+    real, seen = benchmark.compare_speed, []
+
+    def spy(models, reference, **kwargs):
+        seen.append(sorted(models))
+        return real(models, reference, **kwargs)
+
+    monkeypatch.setattr(benchmark, "compare_speed", spy)
+    records = benchmark.speed_records(benchmark.saved_model_files(weights_dir), weights_dir / "01_baseline.pt",
+                                      rounds=3, warmup_s=0.0, batch_sizes=(1, 4), progress=False)
+    assert len(seen) == 3 and all(len(pair) == 2 and "weights/01_baseline.pt" in pair for pair in seen)
+    assert {name for pair in seen for name in pair} == {r["weights_file"] for r in records}
+    reference = next(r for r in records if r["weights_file"] == "weights/01_baseline.pt")
+    assert reference["speedup"]["batch_4"] == {"median": 1.0, "q1": 1.0, "q3": 1.0}
 
 
 def test_b256_differences_are_relative_to_the_previous_run():
