@@ -84,3 +84,34 @@ def test_byte_breakdown_counts_every_nonzero_weight_and_bounds_the_coder(pruned_
     assert layers.nonzero.sum() == nonzero == table.iloc[-1].nonzero
     assert (layers.gap_entries >= layers.nonzero).all()
     assert entropy_bytes([7] * 100) == 0 and entropy_bytes([0, 1] * 4) == 1.0  # 8 symbols of 1 bit
+
+
+def test_scales_and_biases_rounded_to_half_are_stored_in_two_bytes_losslessly(tmp_path, pruned_quantized):
+    import copy
+
+    from helpers.combined import half_precision_side_tensors
+    from helpers.storage.compressed import read_compressed_bytes
+
+    plain_path, half_path = tmp_path / "plain.ccz", tmp_path / "half.ccz"
+    save_compressed_model(pruned_quantized, plain_path)
+    rounded = copy.deepcopy(pruned_quantized)
+    with torch.no_grad():  # one channel of fc1 pruned away entirely: its scale becomes 1, unused
+        quant_layers(rounded)["classifier.fc1"].weight[3].zero_()
+    rounded = half_precision_side_tensors(rounded)
+    fc1 = quant_layers(rounded)["classifier.fc1"]
+    assert fc1.weight_scale[3] == 1.0
+    for layer in quant_layers(rounded).values():
+        assert torch.equal(layer.weight_scale.half().float(), layer.weight_scale)
+        assert torch.equal(layer.bias.half().float(), layer.bias)
+    original = quant_layers(pruned_quantized)["classifier.fc2"]
+    assert torch.allclose(quant_layers(rounded)["classifier.fc2"].weight_scale, original.weight_scale, rtol=2 ** -11)
+    save_compressed_model(rounded, half_path)
+    x = torch.rand(16, 1, 28, 28)
+    assert torch.equal(load_compressed_model(half_path)(x), rounded(x))  # bit-for-bit after the reload
+    assert torch.equal(load_compressed_model(plain_path)(x), pruned_quantized(x))
+    kinds = {e["name"]: e["dtype"] for e in read_compressed_bytes(half_path.read_bytes())[0]["tensors"] if e["kind"] == "raw"}
+    assert kinds["classifier.fc1.weight_scale"] == kinds["classifier.fc1.bias"] == "float16"
+    plain_kinds = {e["name"]: e["dtype"] for e in read_compressed_bytes(plain_path.read_bytes())[0]["tensors"]
+                   if e["kind"] == "raw"}
+    assert plain_kinds["classifier.fc1.weight_scale"] == "float32"  # not exact in half: kept whole
+    assert half_path.stat().st_size < plain_path.stat().st_size

@@ -9,7 +9,9 @@ stored as
 * **values**: the non-zero codes (and fillers), shifted to be non-negative and bit-packed at the
   layer's bit width (``storage.packed.pack_bits``);
 
-every other tensor (per-channel scales, folded biases, activation qparams, buffers) raw, except the
+every other tensor (per-channel scales, folded biases, activation qparams, buffers) raw — as float16
+when every value of a float32 tensor is exactly a float16 (``combined.half_precision_side_tensors``
+rounds a model's scales and biases so; the file stays lossless either way) — except the
 weight clipping ratios (a training-time choice already folded into the scales: a reloaded model gets
 ratio 1, which only matters if it is trained further). The JSON header and the payload are then
 **entropy coded together with LZMA** (Python's ``lzma``, a standard coder: LZ77 + range coding),
@@ -76,6 +78,12 @@ def _codes_from_sparse(gaps: bytes, packed: bytes, entries: int, bits: int, shap
     return flat.reshape(shape)
 
 
+def _exact_in_half(tensor: torch.Tensor) -> bool:
+    """A float32 tensor (more than one value) whose every value float16 holds exactly."""
+    return (tensor.dtype == torch.float32 and tensor.numel() > 1
+            and bool(torch.equal(tensor.half().float(), tensor)))
+
+
 def encode_with_stages(qmodel: nn.Module, meta: dict | None = None) -> tuple[bytes, dict]:
     """(file bytes, stage sizes in bytes) of a pruned, quantized model."""
     layers = quant_layers(qmodel)
@@ -96,11 +104,14 @@ def encode_with_stages(qmodel: nn.Module, meta: dict | None = None) -> tuple[byt
             entry = {"kind": "sparse_codes", "bits": bits, "entries": entries, "gap_bytes": len(gaps)}
             stages["sparse_float32"] += len(gaps) + 4 * entries
         else:
-            parts = [tensor.numpy().tobytes()]
-            entry = {"kind": "raw", "dtype": str(tensor.dtype).removeprefix("torch.")}
-            stages["sparse_float32"] += len(parts[0])
+            full = tensor.numpy().tobytes()
+            if _exact_in_half(tensor):  # stored in half the bytes, read back bit-for-bit
+                parts, entry = [tensor.half().numpy().tobytes()], {"kind": "raw", "dtype": "float16", "as": "float32"}
+            else:
+                parts, entry = [full], {"kind": "raw", "dtype": str(tensor.dtype).removeprefix("torch.")}
+            stages["sparse_float32"] += len(full)
         data = b"".join(parts)
-        stages["dense_float32"] += 4 * tensor.numel() if key in coded else len(data)
+        stages["dense_float32"] += 4 * tensor.numel() if key in coded else len(full)
         stages["sparse_packed"] += len(data)
         table.append({"name": key, "shape": list(tensor.shape), "offset": offset, "nbytes": len(data), **entry})
         chunks.append(data)
@@ -153,7 +164,8 @@ def _tensor(entry: dict, payload: bytes) -> torch.Tensor:
         gaps, packed = chunk[:entry["gap_bytes"]], chunk[entry["gap_bytes"]:]
         codes = _codes_from_sparse(gaps, packed, entry["entries"], entry["bits"], entry["shape"])
         return torch.from_numpy(codes.astype(np.int8))
-    return torch.from_numpy(np.frombuffer(chunk, dtype=entry["dtype"]).copy()).reshape(entry["shape"])
+    values = np.frombuffer(chunk, dtype=entry["dtype"]).astype(entry.get("as", entry["dtype"]))
+    return torch.from_numpy(values).reshape(entry["shape"])
 
 
 def decode(data: bytes, source: str = "compressed file") -> nn.Module:
