@@ -147,3 +147,19 @@ def test_differences_within_the_rerun_spread_are_ties():
     from helpers.results import RERUN_SPREAD_PP, is_tie
     assert is_tie(93.35, 93.35 + 2 * RERUN_SPREAD_PP) and is_tie(93.29, 93.13)
     assert not is_tie(93.35, 93.06) and not is_tie(93.32, 92.35)
+
+
+def test_series_cost_sums_papermill_durations_of_the_numbered_notebooks(tmp_path):
+    from helpers.results import series_cost_markdown
+
+    def notebook(name, meta):
+        (tmp_path / name).write_text(json.dumps({"cells": [], "metadata": meta}))
+
+    notebook("01_a.ipynb", {"papermill": {"duration": 600.0, "start_time": "2026-11-21T12:29:45+00:00"}})
+    notebook("02_b.ipynb", {"papermill": {"duration": 1200.0, "start_time": "2026-12-02T03:31:00+00:00"}})
+    notebook("03_c.ipynb", {})  # never run by papermill: not counted
+    notebook("scratch.ipynb", {"papermill": {"duration": 9999.0}})  # not a course notebook
+    text = series_cost_markdown(tmp_path)
+    assert "30 min" in text and "01 10.0 min (2026-11-21)" in text and "02 20.0 min (2026-12-02)" in text
+    assert "03" not in text.split("(", 1)[1].split(";")[0] and "scratch" not in text
+    assert series_cost_markdown(tmp_path / "missing").startswith("_No FULL run")
