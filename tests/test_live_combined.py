@@ -3,7 +3,7 @@ import copy
 
 import pytest
 
-from helpers.combined import quantize_keeping_masks
+from helpers.combined import half_precision_side_tensors, quantize_keeping_masks
 from helpers.data import Batches
 from helpers.live import combined
 from helpers.paths import REPO_ROOT
@@ -34,6 +34,7 @@ def test_point_equals_prune_quantize_encode(state, quick_splits, tmp_path):
     masks = mask_maker("lamp", layers="inner", group="global", model_wide=True)(state.model, 0.9)
     pruned = apply_masks(copy.deepcopy(state.model), masks)
     direct, _ = quantize_keeping_masks(pruned, 4, quick_splits.train.head(8).as_float()[0])  # no QAT
+    direct = half_precision_side_tensors(direct)  # as 07 stores its files
     assert result["val_accuracy"] == accuracy(direct, Batches(quick_splits.val.head(N), N))
     stages = save_compressed_model(direct, tmp_path / "direct.ccz", meta={"bits": 4, "sparsity": 0.9, "live": True})
     assert result["stage_bytes"] == stages and result["bytes"] == (tmp_path / "direct.ccz").stat().st_size
@@ -80,5 +81,5 @@ def test_a_move_equals_its_uncached_computation_and_the_full_forward(state):
     assert uncached["bytes"] == first["bytes"] and uncached["val_accuracy"] == first["val_accuracy"]
     # the stored first-block output gives the accuracy of the whole model's forward pass
     pruned, _ = state.ranking.pruned_copy(state.model, 0.8)
-    qmodel = quantize_model(pruned, 3, None)
+    qmodel = half_precision_side_tensors(quantize_model(pruned, 3, None))
     assert first["val_accuracy"] == val_accuracy(qmodel, state.images, state.labels)

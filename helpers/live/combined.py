@@ -3,6 +3,7 @@
 Each move prunes a copy of the loaded model as 07's source model was pruned (notebook 05's LAMP
 ranking, global and model-wide, first conv and last layer dense), quantizes its weights to ``bits``
 (per output channel, symmetric, so pruned weights stay code 0; first conv and last layer at 8 bits)
+rounds its scales and biases to float16 values as 07 does (``combined.half_precision_side_tensors``),
 and encodes the Deep-Compression file **in memory** with ``helpers.storage.compressed.encode_with_stages``: the
 byte count is that of the file ``save_compressed_model`` would write. Accuracy is measured on the
 fixed validation subset.
@@ -29,6 +30,7 @@ import pandas as pd
 from torch import Tensor, nn
 
 from ..checkpoints import encode as encode_checkpoint
+from ..combined import half_precision_side_tensors
 from ..measure import sparsity as model_sparsity
 from ..quantization.fake import CLIP_METHODS, quantize_model
 from ..storage.compressed import encode_with_stages
@@ -82,7 +84,7 @@ def prepare(model: nn.Module, splits, n: int = VAL_IMAGES, weight_clip: str = "m
     if "features.block1.conv" in ranking.names:
         raise ValueError("the live view's ranking must keep the first conv dense")
     # every move's first block: the dense first conv quantized at the edge bits (8), float input
-    hidden = block1_output(quantize_model(model, 8, None, weight_clip=weight_clip), images)
+    hidden = block1_output(half_precision_side_tensors(quantize_model(model, 8, None, weight_clip=weight_clip)), images)
     return CombinedState(model, images, labels, ranking, dense_file_bytes(model), val_accuracy(model, images, labels),
                          weight_clip, hidden)
 
@@ -104,7 +106,7 @@ def point(state: CombinedState, sparsity: float, bits: int) -> dict:
 def compute_point(state: CombinedState, sparsity: float, bits: int) -> dict:
     """``point`` without the stored results."""
     pruned, _ = state.ranking.pruned_copy(state.model, float(sparsity))
-    qmodel = quantize_model(pruned, bits, None, weight_clip=state.weight_clip)
+    qmodel = half_precision_side_tensors(quantize_model(pruned, bits, None, weight_clip=state.weight_clip))
     data, stages = encode_with_stages(qmodel, meta={"bits": bits, "sparsity": float(sparsity), "live": True})
     if state.hidden is None:
         accuracy = val_accuracy(qmodel, state.images, state.labels)
