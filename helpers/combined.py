@@ -88,14 +88,14 @@ def byte_breakdown(qmodel: nn.Module):
 
     import pandas as pd
 
-    from .storage.compressed import _sparse_codes
+    from .storage.compressed import sparse_codes
 
     rows = []
     for name, layer in quant_layers(qmodel).items():
         if layer.weight_bits is None:
             continue
         codes = layer.weight_codes().cpu().numpy()
-        gaps, packed, entries = _sparse_codes(codes, layer.weight_bits)
+        gaps, packed, entries = sparse_codes(codes, layer.weight_bits)
         flat = codes.reshape(-1)
         rows.append({"layer": name, "weights": flat.size, "nonzero": int((flat != 0).sum()),
                      "bits": layer.weight_bits, "gap_entries": entries,

@@ -258,6 +258,8 @@ class Distillation:
         self.temperature, self.weight = float(temperature), float(weight)
 
     def __call__(self, student_logits, labels, images):
+        if self.weight == 0.0:  # plain training: the teacher's forward pass would be thrown away
+            return self.hard_loss(student_logits, labels)
         with torch.no_grad():
             teacher_logits = self.teacher(images)
         soft = distillation_loss(student_logits, teacher_logits, self.temperature)

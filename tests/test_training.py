@@ -178,3 +178,15 @@ def test_distillation_verdict_names_the_direction_beyond_the_rerun_spread():
     assert verdict(90.0, 90.5).startswith("distillation helped: +0.50 pp") and "beyond" in verdict(90.0, 90.5)
     assert verdict(90.0, 89.5).startswith("distillation hurt: -0.50 pp")
     assert verdict(90.0, 90.1).startswith("a tie") and "within" in verdict(90.0, 90.1)
+
+
+def test_distillation_at_weight_zero_is_the_hard_loss_and_never_asks_the_teacher():
+    from helpers.training import Distillation
+
+    class NoTeacher(torch.nn.Module):
+        def forward(self, x):
+            raise AssertionError("the teacher was run at distill_weight 0")
+
+    logits, labels = torch.randn(8, 10), torch.randint(0, 10, (8,))
+    loss = Distillation(NoTeacher(), torch.nn.CrossEntropyLoss(), weight=0.0)(logits, labels, torch.rand(8, 1, 28, 28))
+    assert torch.equal(loss, torch.nn.functional.cross_entropy(logits, labels))

@@ -55,7 +55,7 @@ class CompressedFileError(ModelFileError):
     """A compressed file is truncated, corrupt, or of another format."""
 
 
-def _sparse_codes(codes: np.ndarray, bits: int) -> tuple[bytes, bytes, int]:
+def sparse_codes(codes: np.ndarray, bits: int) -> tuple[bytes, bytes, int]:
     """(gap bytes, packed code bytes, entries incl. fillers) of one layer's integer codes."""
     flat = codes.reshape(-1).astype(np.int16)
     positions = np.flatnonzero(flat)
@@ -99,7 +99,7 @@ def encode_with_stages(qmodel: nn.Module, meta: dict | None = None) -> tuple[byt
         tensor = tensor.detach().cpu().contiguous()
         if key in coded:
             bits = coded[key].weight_bits
-            gaps, packed, entries = _sparse_codes(coded[key].weight_codes().cpu().numpy(), bits)
+            gaps, packed, entries = sparse_codes(coded[key].weight_codes().cpu().numpy(), bits)
             parts = [gaps, packed]
             entry = {"kind": "sparse_codes", "bits": bits, "entries": entries, "gap_bytes": len(gaps)}
             stages["sparse_float32"] += len(gaps) + 4 * entries
