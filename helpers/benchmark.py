@@ -115,6 +115,7 @@ def speed_records(paths: list[Path], reference: Path, threads: int = SPEED_THREA
                                     warmup_s=warmup_s)
     measured = datetime.now(timezone.utc).isoformat(timespec="seconds")
     reference_macs = macs[ref][0]
+    any_pair = next(iter(pairs.values()))  # every pair ran at the same threads, clock and rounds
     records = []
     for path in paths:
         name = names[path]
@@ -126,8 +127,8 @@ def speed_records(paths: list[Path], reference: Path, threads: int = SPEED_THREA
                   "mac_ratio": round(reference_macs / macs[name][0], 4),
                   "speedup": timing["speedup"], "wall_speedup": timing["wall_speedup"],
                   "cpu_ms_per_call": timing["cpu_ms"], "wall_ms_per_call": timing["wall_ms"],
-                  "reference": ref, "threads": threads, "clock": "process_time",
-                  "rounds": rounds, "protocol": PROTOCOL, "measured": measured}
+                  "reference": ref, "threads": any_pair.threads, "clock": any_pair.clock,
+                  "rounds": any_pair.rounds, "protocol": PROTOCOL, "measured": measured}
         if macs[name][1]:
             record["macs_note"] = macs[name][1]
         records.append(record)
