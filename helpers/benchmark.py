@@ -1,18 +1,19 @@
 """Re-time every saved model in ``weights/`` against the 01 baseline, in one process, one protocol.
 
-    python -m helpers.benchmark                     # writes results/speed.json (about 3-6 min)
+    python -m helpers.benchmark                     # writes results/speed.json (about 8 min)
     python -m helpers.benchmark --only "03_*"       # re-time some files, keep the other records
     python -m helpers.benchmark --check-against old_speed.json   # how far a new run moved
 
 Every file (``.pt``, ``.sparse``, ``.packed``, ``.ccz``, ``.int8``) is loaded through its loader and
 timed by ``measure.compare_speed`` in a pair with ``weights/01_baseline.pt`` (one pair at a time:
-the reference is timed next to every file, never a whole round of 40 models away): interleaved rounds,
+the reference is timed next to every file, never a whole round of 40 models away), in several passes
+over all files whose rounds are pooled (``measure.pool_speed``): interleaved rounds,
 process CPU time at a fixed thread count, the median per-round speed-up with its interquartile
 range at batch 1 and 256, wall-clock speed-ups beside it. ``results/speed.json`` is a list of
 records, one per file: ``weights_file``, ``size_bytes``, ``sha256`` (so ``python -m helpers.results
 --check`` sees a re-saved file), ``macs``, ``mac_ratio`` (baseline MACs / model MACs: the ideal
 speed-up), ``speedup`` / ``wall_speedup`` (``{"batch_1": {"median", "q1", "q3"}, "batch_256": ...}``),
-milliseconds per call on both clocks, ``threads``, ``clock`` and ``rounds``.
+milliseconds per call on both clocks, ``threads``, ``clock``, ``rounds`` (pooled) and ``passes``.
 """
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ from pathlib import Path
 from torch import nn
 
 from .io_utils import write_text_atomic
-from .measure import (SPEED_BATCHES, SPEED_ROUNDS, SPEED_THREADS, SPEED_WARMUP_S, SpeedComparison,
-                      compare_speed, count_macs, file_size)
+from .measure import (SPEED_BATCHES, SPEED_THREADS, SPEED_WARMUP_S, SpeedComparison, compare_speed,
+                      count_macs, file_size, pool_speed)
 from .model_files import CODECS, load
 from .models import build_model
 from .paths import REPO_ROOT
@@ -38,7 +39,8 @@ BASELINE_FILE = "01_baseline.pt"
 DEFAULT_OUTPUT = REPO_ROOT / "results" / "speed.json"
 INT8_MACS_NOTE = ("FlopCounterMode counts no quantized kernel: MACs of the same architecture in float "
                   "(the file's config)")
-ROUNDS = 15  # per pair; 41 files: about 6 min on two cores
+PASSES = 4  # passes over all files, alternately forward and backward (see speed_records)
+ROUNDS = 4  # rounds per pair and pass: 16 per file in all; 41 files: about 8 min on two cores
 TOLERANCE = 0.10  # --check-against: the largest relative difference of a b256 ratio called agreement
 
 
@@ -79,8 +81,10 @@ def _spreads(comparison: SpeedComparison, name: str, attribute: str) -> dict:
 
 
 _TIMED = ("speedup", "wall_speedup", "cpu_ms", "wall_ms")
-PROTOCOL = ("pairwise: each file interleaved with the reference in its own rounds (reference, file, "
-            "file, reference, ...), so a slow spell of a shared machine hits both sides of every ratio")
+PROTOCOL = ("pairwise, in passes: each file interleaved with the reference in its own rounds (reference, "
+            "file, file, reference, ...), so a slow spell of a shared machine hits both sides of every ratio; "
+            "the pairs run in several passes over all files, alternately forward and backward, and each "
+            "file's rounds are pooled, so every file samples the whole run, not one minute of it")
 
 
 def _reference_timing(comparisons: list[SpeedComparison], reference: str) -> dict:
@@ -96,10 +100,19 @@ def _reference_timing(comparisons: list[SpeedComparison], reference: str) -> dic
 
 
 def speed_records(paths: list[Path], reference: Path, threads: int = SPEED_THREADS,
-                  rounds: int = SPEED_ROUNDS, warmup_s: float = SPEED_WARMUP_S,
+                  rounds: int = ROUNDS, warmup_s: float = SPEED_WARMUP_S,
                   calls_per_round: int | None = None, batch_sizes=SPEED_BATCHES,
-                  progress: bool = True) -> list[dict]:
-    """Load ``paths`` and ``reference``, time them together, and return one record per file."""
+                  progress: bool = True, passes: int = PASSES) -> list[dict]:
+    """Load ``paths`` and ``reference``, time each file in a pair with it, and return one record per file.
+
+    Each pair runs ``rounds`` rounds in each of ``passes`` passes over all files; the passes go
+    forward and backward in turn, so with an even number of passes every file's rounds sit, on
+    average, in the middle of the run. A slow change of the machine during the run (measured here:
+    the baseline's CPU time per call at batch 256 fell from 260 to 185 ms within two minutes while
+    the small models' stayed) then weighs on every file alike instead of on the files timed during it.
+    """
+    if not isinstance(passes, int) or isinstance(passes, bool) or passes < 1:
+        raise ValueError(f"passes must be an integer >= 1, got {passes!r}")
     from tqdm.auto import tqdm
 
     paths = [reference] + [p for p in paths if p.resolve() != reference.resolve()]
@@ -108,11 +121,16 @@ def speed_records(paths: list[Path], reference: Path, threads: int = SPEED_THREA
     models = {names[p]: load_saved_model(p) for p in tqdm(paths, desc="loading", disable=not progress)}
     macs = {name: model_macs(model) for name, model in models.items()}
     ref = names[reference]
-    pairs = {}
-    for name in tqdm([n for n in models if n != ref] or [ref], desc="timing pairs", disable=not progress):
-        pairs[name] = compare_speed({ref: models[ref], name: models[name]}, ref, batch_sizes=batch_sizes,
-                                    threads=threads, rounds=rounds, calls_per_round=calls_per_round,
-                                    warmup_s=warmup_s)
+    order = [n for n in models if n != ref] or [ref]
+    timed = {name: [] for name in order}
+    with tqdm(total=passes * len(order), desc="timing pairs", disable=not progress) as bar:
+        for k in range(passes):
+            for name in order if k % 2 == 0 else order[::-1]:
+                timed[name].append(compare_speed({ref: models[ref], name: models[name]}, ref,
+                                                 batch_sizes=batch_sizes, threads=threads, rounds=rounds,
+                                                 calls_per_round=calls_per_round, warmup_s=warmup_s))
+                bar.update()
+    pairs = {name: pool_speed(parts) for name, parts in timed.items()}
     measured = datetime.now(timezone.utc).isoformat(timespec="seconds")
     reference_macs = macs[ref][0]
     any_pair = next(iter(pairs.values()))  # every pair ran at the same threads, clock and rounds
@@ -128,7 +146,7 @@ def speed_records(paths: list[Path], reference: Path, threads: int = SPEED_THREA
                   "speedup": timing["speedup"], "wall_speedup": timing["wall_speedup"],
                   "cpu_ms_per_call": timing["cpu_ms"], "wall_ms_per_call": timing["wall_ms"],
                   "reference": ref, "threads": any_pair.threads, "clock": any_pair.clock,
-                  "rounds": any_pair.rounds, "protocol": PROTOCOL, "measured": measured}
+                  "rounds": any_pair.rounds, "passes": passes, "protocol": PROTOCOL, "measured": measured}
         if macs[name][1]:
             record["macs_note"] = macs[name][1]
         records.append(record)
@@ -178,7 +196,8 @@ def main(argv=None) -> int:
     parser.add_argument("--weights-dir", type=Path, default=REPO_ROOT / "weights")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--threads", type=int, default=SPEED_THREADS)
-    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds per pair and pass (4)")
+    parser.add_argument("--passes", type=int, default=PASSES, help="passes over all files (4)")
     parser.add_argument("--calls-per-round", type=int, default=None, help="default: automatic")
     parser.add_argument("--warmup-s", type=float, default=SPEED_WARMUP_S)
     parser.add_argument("--only", metavar="PATTERN", help="file-name pattern, e.g. '03_*'; other records are kept")
@@ -193,7 +212,7 @@ def main(argv=None) -> int:
         parser.error(f"the reference {reference} does not exist")
     previous = read_speed_file(args.check_against) if args.check_against else None
     paths = saved_model_files(args.weights_dir, args.only)
-    records = speed_records(paths, reference, threads=args.threads, rounds=args.rounds,
+    records = speed_records(paths, reference, threads=args.threads, rounds=args.rounds, passes=args.passes,
                             warmup_s=args.warmup_s, calls_per_round=args.calls_per_round)
     if args.only and args.output.is_file():
         records = merge_records(records, read_speed_file(args.output), args.weights_dir.parent)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +129,7 @@ class ModelSpeed:
     cpu_ms: float            # median process CPU milliseconds per call
     wall_ms: float           # median wall-clock milliseconds per call
     calls_per_round: int
+    rounds: tuple = field(default=(), repr=False)  # per round: (CPU ratio, wall ratio, CPU ms, wall ms)
 
 
 @dataclass(frozen=True)
@@ -275,10 +276,45 @@ def _time_interleaved(models, reference, x, rounds, calls_per_round, warmup_s, b
     if any(t <= 0 for times in cpu.values() for t in times):
         raise RuntimeError("the process clock did not advance during a round: raise calls_per_round")
     ref_cpu, ref_wall = np.array(cpu[reference]), np.array(wall[reference])
-    return [ModelSpeed(name, len(x), Spread.of(ref_cpu / np.array(cpu[name])),
-                       Spread.of(ref_wall / np.array(wall[name])),
-                       float(np.median(cpu[name])) * 1e3, float(np.median(wall[name])) * 1e3, calls[name])
+    return [_model_speed(name, len(x), calls[name],
+                         list(zip(ref_cpu / np.array(cpu[name]), ref_wall / np.array(wall[name]),
+                                  np.array(cpu[name]) * 1e3, np.array(wall[name]) * 1e3)))
             for name in models]
+
+
+def _model_speed(name: str, batch_size: int, calls_per_round: int, rounds: list) -> ModelSpeed:
+    """A ``ModelSpeed`` from its per-round samples (CPU ratio, wall ratio, CPU ms, wall ms)."""
+    cpu_ratio, wall_ratio, cpu_ms, wall_ms = (np.array(column, dtype=float) for column in zip(*rounds))
+    return ModelSpeed(name, batch_size, Spread.of(cpu_ratio), Spread.of(wall_ratio), float(np.median(cpu_ms)),
+                      float(np.median(wall_ms)), calls_per_round,
+                      tuple(tuple(float(v) for v in sample) for sample in rounds))
+
+
+def pool_speed(comparisons: list[SpeedComparison]) -> SpeedComparison:
+    """One comparison from several of the same models, threads and clock: their rounds pooled.
+
+    ``helpers.benchmark`` times each pair in several passes spread over its whole run, so that every
+    file's ratio samples the same slow changes of a shared machine (another tenant's memory traffic
+    starting or stopping), not only the minute in which its pair happened to run.
+    """
+    if not comparisons:
+        raise ValueError("pool_speed needs at least one SpeedComparison")
+    first = comparisons[0]
+    keys = [(r.model, r.batch_size) for r in first.results]
+    for other in comparisons[1:]:
+        if (other.reference, other.threads, other.clock) != (first.reference, first.threads, first.clock):
+            raise ValueError("pool_speed: comparisons differ in reference, threads or clock")
+        if sorted(keys) != sorted((r.model, r.batch_size) for r in other.results):
+            raise ValueError("pool_speed: comparisons time different models or batch sizes")
+    pooled = []
+    for model, batch in keys:
+        parts = [c.get(model, batch) for c in comparisons]
+        if any(not part.rounds for part in parts):
+            raise ValueError(f"pool_speed: {model!r} at batch {batch} carries no per-round samples")
+        pooled.append(_model_speed(model, batch, int(np.median([p.calls_per_round for p in parts])),
+                                   [sample for part in parts for sample in part.rounds]))
+    return SpeedComparison(first.reference, first.threads, sum(c.rounds for c in comparisons), tuple(pooled),
+                           first.clock)
 
 
 def file_size(path: str | os.PathLike) -> int:

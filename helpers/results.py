@@ -228,11 +228,13 @@ def results_table(records: list[dict], speed: dict[str, dict] | None = None) -> 
 
 
 def _table_note(speed: dict[str, dict]) -> str:
-    protocols = sorted({(t["reference"], t["clock"], t["threads"], t["rounds"]) for t in speed.values()})
+    protocols = sorted({(t["reference"], t["clock"], t["threads"], t["rounds"], t.get("passes", 1))
+                        for t in speed.values()})
     timing = "; ".join(
         f"speed-up: median (q1–q3) of {rounds} interleaved rounds' ratios `{reference}` time / model "
         f"time, {clock} at {threads} thread(s), each file timed in a pair with the reference "
-        f"(interleaved, in one process) by `python -m helpers.benchmark`" for reference, clock, threads, rounds in protocols)
+        + (f"in {passes} passes over all files, rounds pooled" if passes > 1 else "(interleaved, in one process)")
+        + " by `python -m helpers.benchmark`" for reference, clock, threads, rounds, passes in protocols)
     return ((timing[0].upper() + timing[1:] + "; s") if timing else "S") + \
         "izes are bytes of the saved file; accuracy on the full 10,000-image test set."
 

@@ -26,7 +26,7 @@ def weights_dir(tmp_path):
 
 def test_benchmark_times_every_file_against_the_baseline(weights_dir, tmp_path, capsys):
     output = tmp_path / "results" / "speed.json"
-    assert main(["--weights-dir", str(weights_dir), "--output", str(output), "--rounds", "3",
+    assert main(["--weights-dir", str(weights_dir), "--output", str(output), "--rounds", "3", "--passes", "2",
                  "--warmup-s", "0.01"]) == 0
     records = {r["weights_file"]: r for r in json.loads(output.read_text())}
     assert sorted(records) == ["weights/01_baseline.pt", "weights/02_small.pt",
@@ -38,7 +38,7 @@ def test_benchmark_times_every_file_against_the_baseline(weights_dir, tmp_path, 
         path = tmp_path / r["weights_file"]
         assert r["size_bytes"] == path.stat().st_size
         assert r["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-        assert r["threads"] == 1 and r["clock"] == "process_time" and r["rounds"] == 3
+        assert r["threads"] == 1 and r["clock"] == "process_time" and r["rounds"] == 6 and r["passes"] == 2
         assert r["reference"] == "weights/01_baseline.pt" and r["protocol"].startswith("pairwise")
         assert r["cpu_ms_per_call"]["batch_256"] > 0
         assert set(r["speedup"]) == set(r["wall_speedup"]) == {"batch_1", "batch_256"}
@@ -71,9 +71,14 @@ def test_each_file_is_timed_in_a_pair_with_the_reference(weights_dir, tmp_path, 
 
     monkeypatch.setattr(benchmark, "compare_speed", spy)
     records = benchmark.speed_records(benchmark.saved_model_files(weights_dir), weights_dir / "01_baseline.pt",
-                                      rounds=3, warmup_s=0.0, batch_sizes=(1, 4), progress=False)
-    assert len(seen) == 3 and all(len(pair) == 2 and "weights/01_baseline.pt" in pair for pair in seen)
+                                      rounds=3, warmup_s=0.0, batch_sizes=(1, 4), progress=False, passes=2)
+    assert len(seen) == 6 and all(len(pair) == 2 and "weights/01_baseline.pt" in pair for pair in seen)
     assert {name for pair in seen for name in pair} == {r["weights_file"] for r in records}
+    files = [next(n for n in pair if n != "weights/01_baseline.pt") for pair in seen]
+    assert files[3:] == files[:3][::-1]  # the second pass runs backward: each file sits mid-run on average
+    assert all(r["rounds"] == 6 and r["passes"] == 2 for r in records)
+    with pytest.raises(ValueError, match="passes"):
+        benchmark.speed_records([], weights_dir / "01_baseline.pt", passes=0)
     reference = next(r for r in records if r["weights_file"] == "weights/01_baseline.pt")
     assert reference["speedup"]["batch_4"] == {"median": 1.0, "q1": 1.0, "q3": 1.0}
 

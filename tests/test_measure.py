@@ -41,9 +41,10 @@ def test_file_size_is_bytes_on_disk(tmp_path):
 
 # --- compare_speed: the one protocol for speed comparisons ------------------------------------
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from helpers.measure import compare_speed  # noqa: E402
+from helpers.measure import Spread, compare_speed, pool_speed  # noqa: E402
 
 
 def _linear_stacks(short: int, long: int, width: int = 256) -> tuple[nn.Sequential, nn.Sequential]:
@@ -129,3 +130,24 @@ def test_bad_arguments_are_refused(kwargs, message):
 def test_a_non_module_is_refused():
     with pytest.raises(TypeError, match="not an nn.Module"):
         compare_speed({"a": nn.Linear(2, 2), "b": lambda x: x}, "a")
+
+
+def test_pooled_rounds_are_the_union_of_the_comparisons_rounds():
+    short, long = _linear_stacks(2, 8)
+    parts = [compare_speed({"long": long, "short": short}, "long", batch_sizes=(64,), rounds=r, warmup_s=0.01,
+                           input_shape=(256,)) for r in (3, 5)]
+    pooled = pool_speed(parts)
+    samples = [s for part in parts for s in part.get("short", 64).rounds]
+    assert pooled.rounds == 8 and len(pooled.get("short", 64).rounds) == 8
+    ratios = sorted(s[0] for s in samples)
+    assert pooled.get("short", 64).speedup.median == pytest.approx((ratios[3] + ratios[4]) / 2)
+    assert pooled.get("short", 64).speedup == Spread.of([s[0] for s in samples])
+    assert pooled.get("short", 64).cpu_ms == pytest.approx(float(np.median([s[2] for s in samples])))
+    assert pooled.get("long", 64).speedup.median == 1.0
+    assert 3.0 < pooled.get("short", 64).speedup.median < 5.0
+    with pytest.raises(ValueError, match="different models"):
+        pool_speed([parts[0], compare_speed({"long": long}, "long", batch_sizes=(64,), rounds=3, warmup_s=0.0,
+                                            input_shape=(256,))])
+    with pytest.raises(ValueError, match="at least one"):
+        pool_speed([])
+
