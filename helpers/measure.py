@@ -165,6 +165,34 @@ class SpeedComparison:
         return asdict(self)
 
 
+_MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's largest: every activation of the course's models fits below
+_TRIM_THRESHOLD_BYTES = 1024 ** 3
+
+
+def reuse_freed_memory() -> bool:
+    """Make glibc's malloc keep freed blocks up to 32 MiB for reuse instead of returning them to the OS.
+
+    By default glibc hands a large block (above a threshold that starts at 128 KiB) straight back to
+    the kernel when it is freed, so the next call maps it again and pays a page fault per 4 KiB. Measured
+    here: the dense baseline at batch 256 (conv outputs of 25.7 MB) took about 17,000 page faults and
+    50 ms of kernel time per call, a quarter of its CPU time, while the pruned models (smaller outputs)
+    took none; that cost moves with the machine's memory state and swung its ratios by up to 35% between
+    runs. PyTorch's CPU tuning guide recommends an allocator that reuses memory (jemalloc, TCMalloc) for
+    the same reason. Process-wide and idempotent; returns False (and changes nothing) where the C library
+    is not glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(mallopt(M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES))
+
+
 def compare_speed(models: dict[str, nn.Module], reference: str, batch_sizes=SPEED_BATCHES,
                   threads: int = SPEED_THREADS, rounds: int = SPEED_ROUNDS,
                   calls_per_round: int | None = None, warmup_s: float = SPEED_WARMUP_S,
@@ -189,11 +217,14 @@ def compare_speed(models: dict[str, nn.Module], reference: str, batch_sizes=SPEE
     2.55x, 2.55x, 2.57x. With ``threads > 1`` the process CPU time *sums over the threads* (and
     includes threads spinning while they wait), so it measures the work, not the latency a user
     waits for: compare at one thread (the default) and read the wall clock for parallel speed-ups.
+    Freed memory is kept for reuse (``reuse_freed_memory``): otherwise the largest model pays page
+    faults on every call, in kernel time that moves from run to run.
     CPU time does not remove contention for shared caches and memory bandwidth: timing all 38
     saved models three times at a load of 8-14 on two cores moved batch-256 ratios by up to 35%
     between runs (within-run interquartile ranges about +-10%).
     """
     _check_speed_args(models, reference, batch_sizes, threads, rounds, calls_per_round, warmup_s)
+    reuse_freed_memory()  # no model pays page faults for its activations on every call (see there)
     modes = {module: module.training for model in models.values() for module in model.modules()}
     previous_threads = torch.get_num_threads()
     bar = None
