@@ -1,6 +1,6 @@
 """Re-time every saved model in ``weights/`` against the 01 baseline, in one process, one protocol.
 
-    python -m helpers.benchmark                     # writes results/speed.json (about 8 min)
+    python -m helpers.benchmark                     # writes results/speed.json (about 7 min)
     python -m helpers.benchmark --only "03_*"       # re-time some files, keep the other records
     python -m helpers.benchmark --check-against old_speed.json   # how far a new run moved
 
@@ -40,7 +40,7 @@ DEFAULT_OUTPUT = REPO_ROOT / "results" / "speed.json"
 INT8_MACS_NOTE = ("FlopCounterMode counts no quantized kernel: MACs of the same architecture in float "
                   "(the file's config)")
 PASSES = 4  # passes over all files, alternately forward and backward (see speed_records)
-ROUNDS = 4  # rounds per pair and pass: 16 per file in all; 41 files: about 8 min on two cores
+ROUNDS = 4  # rounds per pair and pass: 16 per file in all; 43 files: about 6.5 min on two cores
 TOLERANCE = 0.10  # --check-against: the largest relative difference of a b256 ratio called agreement
 
 

@@ -154,7 +154,6 @@ def test_pooled_rounds_are_the_union_of_the_comparisons_rounds():
         pool_speed([])
 
 
-
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="page-fault counts come from Linux's /proc")
 def test_freed_activation_memory_is_reused_without_page_faults():
     model = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2)).eval()
