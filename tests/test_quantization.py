@@ -1,4 +1,5 @@
 """Linear quantization: the math, BN folding, PTQ calibration, the STE, QAT, and real int8 (FX)."""
+import copy
 import pytest
 import torch
 
@@ -9,7 +10,7 @@ from helpers.quantization.fake import (activation_qparams, bake_weights, calibra
                                        fake_quantize_weight, fold_batchnorm, levels, ptq, qat,
                                        quant_layers, quantize_model, quantize_weight, symmetric_range,
                                        unsigned_range, weight_scales)
-from helpers.quantization.int8 import Int8FileError, convert_int8, load_int8, save_int8
+from helpers.quantization.int8 import Int8FileError, convert_int8, load_int8, qat_int8, save_int8
 
 BITS = (2, 4, 6, 8)
 
@@ -275,3 +276,24 @@ def test_clip_search_skipping_pruned_zeros_is_bit_for_bit_the_dense_search(zeros
     table = _pruned_clip_errors(w2d, w2d.ne(0).flatten(), w2d.abs().amax(1).clamp(min=1e-12), MSE_RATIOS,
                                 *symmetric_range(bits))
     assert torch.equal(table, reference)
+
+
+def test_int8_qat_trains_the_int8_model_and_saves_like_ptq(small_trained, quick_splits, tmp_path):
+    images = calibration_batch(quick_splits.train, 256)
+    batches = Batches(quick_splits.train.head(256), 64, shuffle=True, seed=0)
+    before = copy.deepcopy(small_trained.state_dict())
+    ptq = convert_int8(small_trained, images)
+    qat_model = qat_int8(small_trained, batches, images, epochs=3, lr=1e-3)
+    assert all(torch.equal(v, before[k]) for k, v in small_trained.state_dict().items())  # the float model is kept
+    assert set(qat_model.state_dict()) == set(ptq.state_dict())  # the same graph: one .int8 loader for both
+    untrained = qat_int8(small_trained, batches, images, epochs=3, lr=1e-9)  # the control: observers only
+    x, y = quick_splits.train.head(256).as_float()
+    loss = {name: torch.nn.functional.cross_entropy(m(x), y).item() for name, m in (("control", untrained), ("qat", qat_model))}
+    assert loss["qat"] < loss["control"] - 0.03  # it trained, in int8's rounding, on these images
+    test_x, _ = quick_splits.test.head(500).as_float()
+    path = save_int8(qat_model, tmp_path / "qat.int8")
+    assert torch.equal(load_int8(path)(test_x), qat_model(test_x))
+    with pytest.raises(TypeError, match="float FashionCNN"):
+        qat_int8(ptq, batches, images)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        qat_int8(small_trained, batches, images, backend="tpu")

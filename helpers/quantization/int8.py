@@ -79,6 +79,40 @@ def convert_int8(model: FashionCNN, calibration_data, backend: str = "x86") -> t
     return converted.eval()
 
 
+def qat_int8(model: FashionCNN, train_batches, calibration_data, epochs: int = 1, lr: float = 1e-4,
+             backend: str = "x86", **fit_kwargs) -> torch.fx.GraphModule:
+    """Quantization-aware int8: like ``convert_int8``, but the int8 model is first trained ``epochs``
+    with its rounding in the loop (``prepare_qat_fx``: fake-quantized int8 weights and activations,
+    BatchNorm folded while training) by ``training.fit`` on ``train_batches`` (``teacher=`` distils).
+
+    Observers start from ``calibration_data``; the result is the same kind of graph as
+    ``convert_int8``'s, so it is saved and loaded as an ``.int8`` file alike. Runs on the CPU.
+    """
+    from torch.ao.quantization import get_default_qat_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
+
+    from ..training import fit
+
+    if not isinstance(model, FashionCNN):
+        raise TypeError(f"qat_int8 expects a float FashionCNN, got {type(model).__name__}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_finite(model.state_dict())
+    torch.backends.quantized.engine = backend
+    example = (torch.rand(2, model.config.in_channels, model.config.image_size, model.config.image_size),)
+    with _quiet():
+        prepared = prepare_qat_fx(copy.deepcopy(model).cpu().train(), get_default_qat_qconfig_mapping(backend), example)
+        with torch.no_grad():
+            prepared.eval()  # observers see the calibration images; BatchNorm keeps its statistics
+            for images in image_batches(calibration_data):
+                prepared(images.cpu())
+        fit(prepared, train_batches, epochs=epochs, lr=lr, device="cpu", desc=fit_kwargs.pop("desc", "int8 QAT"),
+            **fit_kwargs)
+        converted = convert_fx(prepared.cpu().eval())
+    converted.config, converted.backend = model.config, backend
+    return converted.eval()
+
+
 class Int8FileError(ModelFileError):
     """An ``.int8`` file is corrupt, of another format, or does not fit its int8 graph."""
 
