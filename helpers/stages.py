@@ -69,3 +69,9 @@ def committed_records(stage: str, mode: str, folder: Path = COMMITTED_RESULTS) -
     print(f"explore: {len(records)} records of {_shown(path)} loaded: the numbers marked FULL below are the "
           f"committed FULL run's (full test set), not recomputed here")
     return records
+
+
+def record_named(records: list[dict] | None, prefix: str) -> dict | None:
+    """The first of ``records`` (from ``committed_records``) whose name starts with ``prefix``;
+    None when there is none or ``records`` is None (the FULL and QUICK paths)."""
+    return next((r for r in records or [] if r["name"].startswith(prefix)), None)

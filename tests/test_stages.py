@@ -48,3 +48,13 @@ def test_missing_non_full_or_invalid_records_name_the_command_that_makes_them(tm
     assert committed_records("03_wanda", "explore", tmp_path) is None
     out = capsys.readouterr().out
     assert "--only 03 --in-place" in out and "small subsets" in out
+
+
+def test_record_named_finds_the_first_record_by_name_prefix():
+    from helpers.stages import record_named
+
+    records = [{"name": "frontier W4 (.ccz)"}, {"name": "structured distilled float32"}, {"name": "structured distilled int8"}]
+    assert record_named(records, "structured distilled") is records[1]
+    assert record_named(records, "structured distilled int8") is records[2]
+    assert record_named(records, "deep compressed") is None
+    assert record_named(None, "frontier") is None  # FULL and QUICK: no committed records
