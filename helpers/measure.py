@@ -179,9 +179,9 @@ def reuse_freed_memory() -> bool:
     here: the dense baseline at batch 256 (conv outputs of 25.7 MB) took about 17,000 page faults and
     50 ms of kernel time per call, a quarter of its CPU time, while the pruned models (smaller outputs)
     took none; that cost moves with the machine's memory state: two benchmark runs with it disagreed by
-    up to 18% at batch 256, without it by at most 7.5%. PyTorch's CPU tuning guide recommends an allocator that reuses memory (jemalloc, TCMalloc) for
-    the same reason. Process-wide, set once (cached); returns False (and changes nothing) where the C
-    library is not glibc.
+    up to 18% at batch 256, without it by at most 7.5%. PyTorch's CPU tuning guide recommends an
+    allocator that reuses memory (jemalloc, TCMalloc) for the same reason. Process-wide, set once
+    (cached); returns False (and changes nothing) where the C library is not glibc.
     """
     import ctypes
     import ctypes.util

@@ -45,9 +45,10 @@ def _quiet():
         yield
 
 
-def _prepare(model: FashionCNN, backend: str):
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import prepare_fx
+def _prepare(model: FashionCNN, backend: str, qat: bool = False):
+    """A copy of ``model`` with observers (``qat``: fake-quantize modules, in training mode) for ``backend``."""
+    from torch.ao.quantization import get_default_qat_qconfig_mapping, get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import prepare_fx, prepare_qat_fx
 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -56,6 +57,8 @@ def _prepare(model: FashionCNN, backend: str):
                          f"(it has {torch.backends.quantized.supported_engines})")
     torch.backends.quantized.engine = backend
     example = (torch.rand(2, model.config.in_channels, model.config.image_size, model.config.image_size),)
+    if qat:
+        return prepare_qat_fx(copy.deepcopy(model).cpu().train(), get_default_qat_qconfig_mapping(backend), example)
     return prepare_fx(copy.deepcopy(model).cpu().eval(), get_default_qconfig_mapping(backend), example)
 
 
@@ -88,20 +91,15 @@ def qat_int8(model: FashionCNN, train_batches, calibration_data, epochs: int = 1
     Observers start from ``calibration_data``; the result is the same kind of graph as
     ``convert_int8``'s, so it is saved and loaded as an ``.int8`` file alike. Runs on the CPU.
     """
-    from torch.ao.quantization import get_default_qat_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
+    from torch.ao.quantization.quantize_fx import convert_fx
 
     from ..training import fit
 
     if not isinstance(model, FashionCNN):
         raise TypeError(f"qat_int8 expects a float FashionCNN, got {type(model).__name__}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     check_finite(model.state_dict())
-    torch.backends.quantized.engine = backend
-    example = (torch.rand(2, model.config.in_channels, model.config.image_size, model.config.image_size),)
     with _quiet():
-        prepared = prepare_qat_fx(copy.deepcopy(model).cpu().train(), get_default_qat_qconfig_mapping(backend), example)
+        prepared = _prepare(model, backend, qat=True)
         with torch.no_grad():
             prepared.eval()  # observers see the calibration images; BatchNorm keeps its statistics
             for images in image_batches(calibration_data):
