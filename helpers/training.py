@@ -288,14 +288,22 @@ class DistillationComparison:
         return acc["distilled"] - acc["plain"]
 
     def verdict(self) -> str:
-        """One line on the test difference, read against the re-run spread (``results.is_tie``)."""
+        """One line on the difference, read against the re-run spread (``results.is_tie``) on both splits:
+        "helped" or "hurt" only where validation (the choice split) and test (the report) agree beyond it."""
         from .results import RERUN_SPREAD_PP, is_tie
 
-        gain = self.gain("test")
-        tie = is_tie(self.test_accuracy["distilled"], self.test_accuracy["plain"])
-        effect = "a tie" if tie else ("distillation helped" if gain > 0 else "distillation hurt")
-        where = "within" if tie else "beyond"
-        return (f"{effect}: {gain:+.2f} pp test accuracy after {self.epochs} epochs each "
+        splits = {"test": self.test_accuracy, "validation": self.val_accuracy}
+        gains = {name: acc["distilled"] - acc["plain"] for name, acc in splits.items() if acc}
+        beyond = {name: not is_tie(acc["distilled"], acc["plain"]) for name, acc in splits.items() if acc}
+        signs = {gain > 0 for name, gain in gains.items() if beyond[name]}
+        if not any(beyond.values()):
+            effect, where = "a tie", "within"
+        elif all(beyond.values()) and len(signs) == 1:
+            effect, where = ("distillation helped" if signs == {True} else "distillation hurt"), "beyond"
+        else:
+            effect, where = "not settled", "only one split, or the splits disagree, beyond"
+        read = ", ".join(f"{gain:+.2f} pp {name} accuracy" for name, gain in gains.items())
+        return (f"{effect}: {read} after {self.epochs} epochs each "
                 f"({where} the 2 x {RERUN_SPREAD_PP} pp two re-runs can differ by)")
 
 

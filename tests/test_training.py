@@ -173,12 +173,18 @@ def test_compare_distillation_trains_both_on_the_same_batches_and_leaves_the_sta
 def test_distillation_verdict_names_the_direction_beyond_the_rerun_spread():
     from helpers.training import DistillationComparison
 
-    def verdict(plain, distilled):
-        return DistillationComparison(None, None, {}, {"plain": plain, "distilled": distilled}, 4).verdict()
-    assert verdict(90.0, 90.5).startswith("distillation helped: +0.50 pp") and "beyond" in verdict(90.0, 90.5)
-    assert verdict(90.0, 89.5).startswith("distillation hurt: -0.50 pp")
+    def verdict(plain, distilled, val=None):
+        val = {"plain": val[0], "distilled": val[1]} if val else {}
+        return DistillationComparison(None, None, val, {"plain": plain, "distilled": distilled}, 4).verdict()
+    assert verdict(90.0, 90.5).startswith("distillation helped: +0.50 pp test") and "beyond" in verdict(90.0, 90.5)
+    assert verdict(90.0, 89.5).startswith("distillation hurt: -0.50 pp test")
     assert verdict(90.0, 90.1).startswith("a tie") and "within" in verdict(90.0, 90.1)
-
+    # both splits: "helped" only where validation agrees beyond the spread
+    assert verdict(90.0, 90.5, val=(91.0, 91.6)).startswith("distillation helped: +0.50 pp test accuracy, +0.60 pp validation")
+    assert verdict(90.96, 91.33, val=(92.10, 92.14)).startswith("not settled: +0.37 pp test accuracy, +0.04 pp validation")
+    assert verdict(90.0, 90.5, val=(91.0, 90.5)).startswith("not settled")       # the splits disagree
+    assert verdict(90.0, 90.1, val=(91.0, 91.05)).startswith("a tie")
+    assert verdict(90.0, 89.5, val=(91.0, 90.6)).startswith("distillation hurt")
 
 def test_distillation_at_weight_zero_is_the_hard_loss_and_never_asks_the_teacher():
     from helpers.training import Distillation
