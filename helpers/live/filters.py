@@ -21,7 +21,8 @@ from ..pruning import structured as st
 from . import VAL_IMAGES, read_records, val_accuracy, val_subset
 
 STAGE = "02_l1_filter_pruning"
-CHOSEN_FC_RATIOS = (0.7, 0.7)  # hidden FC units removed by 02's chosen model (1000 -> 300, 120 -> 36)
+CHOSEN_FC_RATIOS = (0.7, 0.7)  # hidden FC units the live view removes (1000 -> 300, 120 -> 36): fc1 as in 02's
+                               # chosen model; fc2's share there is set by 02's safe-ratio scan (0.7-0.8)
 BLOCKS = ("block1", "block2", "block3")
 _DEFAULTS = (0.3, 0.15, 0.15)  # 02's chosen model: r = 0.3 with CONV_SCALE [1, .5, .5]
 
