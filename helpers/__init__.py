@@ -9,9 +9,8 @@ import logging
 # CUDA runtime: harmless here (no extension is compiled), and noise in every notebook's output.
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
-from .checkpoints import CheckpointError, load_model, save_model
-from .model_files import ModelFileError, load, save
 from .models import CNNConfig, FashionCNN, build_model
+from .storage import CheckpointError, ModelFileError, load, read_meta, save
 
 __all__ = ["CheckpointError", "CNNConfig", "FashionCNN", "ModelFileError", "build_model", "load",
-           "load_model", "save", "save_model"]
+           "read_meta", "save"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .checkpoints import load_model
+from .storage import load
 from .models import prunable_layers
 from .paths import REPO_ROOT, OutputDirs
 from .pruning.unstructured import MaskKeeper
@@ -23,7 +23,7 @@ def saved_model_of(stage_prefix: str, outputs: OutputDirs, prefer: str = "sparsi
                    and (root / r["weights_file"]).is_file() and name in (None, r["name"])]
         if records:
             best = max(records, key=lambda r: r[prefer])
-            return best, load_model(root / best["weights_file"])
+            return best, load(root / best["weights_file"])
     return None
 
 

@@ -6,8 +6,10 @@ from tensors, which is several times faster on a 2-core CPU than a per-image PIL
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +27,21 @@ RAW_FILES = (
     "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
     "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
 )
+# Size and sha256 of each unpacked official file, computed once by gunzipping the four .gz files
+# (md5-verified against torchvision's list) of the course's shared folder ../shared/data.
+UNPACKED_FILES = {
+    "train-images-idx3-ubyte": (47_040_016, "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+    "train-labels-idx1-ubyte": (60_008, "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+    "t10k-images-idx3-ubyte": (7_840_016, "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+    "t10k-labels-idx1-ubyte": (10_008, "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+}
+SOURCE_URL = "https://github.com/zalandoresearch/fashion-mnist"
 VALIDATION_SIZE = 5_000
 SPLIT_SEED = 20_170_825  # fixed forever: every notebook tunes on the same validation images
 
 
 class DataMissingError(FileNotFoundError):
-    """Fashion-MNIST is neither in the data folder nor downloadable."""
+    """Fashion-MNIST is neither in the data folder nor downloadable, or a file there is damaged."""
 
 
 def official_md5s() -> dict[str, str]:
@@ -40,12 +51,29 @@ def official_md5s() -> dict[str, str]:
     return {url.rsplit("/", 1)[-1]: md5 for url, md5 in FashionMNIST.resources}
 
 
+def official_unpacked() -> dict[str, tuple[int, str]]:
+    """Unpacked file name -> (size in bytes, sha256) of the four official idx files."""
+    return dict(UNPACKED_FILES)
+
+
+_DIGESTS: dict[tuple, str] = {}  # (algorithm, path, size, mtime, inode) -> hex digest
+
+
+def _digest(path: Path, algorithm: str) -> str:
+    """The ``algorithm`` digest of ``path``, hashed once per process for each version of the file."""
+    st = path.stat()
+    key = (algorithm, str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _DIGESTS:
+        digest = hashlib.new(algorithm)
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
 def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return _digest(path, "md5")
 
 
 def damaged_raw_files(raw_dir: Path, md5s: dict[str, str]) -> list[Path]:
@@ -53,16 +81,85 @@ def damaged_raw_files(raw_dir: Path, md5s: dict[str, str]) -> list[Path]:
     return [raw_dir / n for n in RAW_FILES if (raw_dir / n).is_file() and _md5(raw_dir / n) != md5s[n]]
 
 
+def _good_gz(raw_dir: Path, shared_raw: Path, name: str, md5s: dict[str, str]) -> Path | None:
+    """``raw_dir / name`` when it has the official md5, else copied there (atomically) from the
+    read-only shared folder when that copy is good; None when there is no good copy."""
+    target, source = raw_dir / name, shared_raw / name
+    if target.is_file() and _md5(target) == md5s[name]:
+        return target
+    if source.is_file() and _md5(source) == md5s[name]:
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
+        return target
+    return None
+
+
 def _seed_from_shared(raw_dir: Path, shared_raw: Path, md5s: dict[str, str]) -> None:
     """Copy each .gz file the project lacks (neither unpacked nor a good .gz) from the read-only
     shared folder, atomically and only when the shared copy has the official md5."""
     for name in RAW_FILES:
-        target, source = raw_dir / name, shared_raw / name
-        if (raw_dir / name[:-3]).exists() or (target.is_file() and _md5(target) == md5s[name]):
+        if not (raw_dir / name[:-3]).exists():
+            _good_gz(raw_dir, shared_raw, name, md5s)
+
+
+def unpacked_problem(path: Path, size: int, sha256: str) -> str | None:
+    """What is wrong with the unpacked idx file ``path`` (size, magic number, sha256); None if official."""
+    actual = path.stat().st_size
+    if actual != size:
+        return f"{'truncated' if actual < size else 'too long'}: {actual:,} bytes, expected {size:,}"
+    expected_magic = 0x800 + int(path.name.split("-idx")[1][0])  # idx3 -> 0x00000803
+    with open(path, "rb") as f:
+        magic = int.from_bytes(f.read(4), "big")
+    if magic != expected_magic:
+        return f"bad magic number 0x{magic:08x}, expected 0x{expected_magic:08x}"
+    if _digest(path, "sha256") != sha256:
+        return "content differs from the official file"
+    return None
+
+
+def _extract(gz: Path, target: Path) -> None:
+    """Unpack ``gz`` into ``target`` atomically (a killed run leaves the old file or none)."""
+    with atomic_path(target) as tmp, gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def _unrepairable(path: Path, problem: str, shared_raw: Path, md5s: dict[str, str]) -> DataMissingError:
+    """The error for a damaged unpacked file without a good .gz to re-extract it from."""
+    gz_name = path.name + ".gz"
+    gz, shared = path.with_name(gz_name), shared_raw / gz_name
+    local = f"{gz} is {'not the official file (md5 differs)' if gz.exists() else 'missing'}"
+    other = f"{shared} is {'not the official file either' if shared.exists() else 'missing'}"
+    return DataMissingError(
+        f"{path}: {problem}. It cannot be re-extracted: {local} and {other}. Put the official "
+        f"{gz_name} (md5 {md5s[gz_name]}, from {SOURCE_URL}) into {path.parent} and run again to "
+        f"re-extract it, or delete {path} and {gz} and run again with internet access.")
+
+
+def check_unpacked(raw_dir: Path, shared_raw: Path, md5s: dict[str, str]) -> None:
+    """Verify each unpacked idx file in ``raw_dir``; (re-)extract a missing or damaged one from its
+    verified .gz (copied again from ``shared_raw`` if need be), warning once for each repair.
+
+    A missing file without a good .gz is left to torchvision's download; a damaged one raises
+    ``DataMissingError`` saying what is wrong and how to fix it.
+    """
+    for name, (size, sha256) in official_unpacked().items():
+        path = raw_dir / name
+        problem = unpacked_problem(path, size, sha256) if path.exists() else None
+        if path.exists() and problem is None:
             continue
-        if source.is_file() and _md5(source) == md5s[name]:
-            with atomic_path(target) as tmp:
-                shutil.copyfile(source, tmp)
+        gz = _good_gz(raw_dir, shared_raw, name + ".gz", md5s)
+        if gz is None:
+            if problem is None:
+                continue
+            raise _unrepairable(path, problem, shared_raw, md5s)
+        _extract(gz, path)
+        still = unpacked_problem(path, size, sha256)
+        if still:
+            raise DataMissingError(f"{path}: {still} even after re-extracting it from the verified "
+                                   f"{gz}; delete {raw_dir} and run again with internet access.")
+        if problem:
+            warnings.warn(f"Repaired {path} ({problem}): re-extracted it from the verified {gz}.",
+                          stacklevel=3)
 
 
 def load_fashion_mnist(root=None, download: bool = True):
@@ -70,14 +167,17 @@ def load_fashion_mnist(root=None, download: bool = True):
 
     Root: the argument, else ``$COURSE_DATA_DIR``, else ``<repo>/data``. Files that are missing or
     not the official ones (md5) are copied in atomically from ``../shared/data`` when it holds good
-    copies; torchvision then downloads what is still missing (checking the md5) and unpacks them.
+    copies; unpacked files that are missing or not the official ones (size, sha256) are re-extracted
+    from the verified .gz files; torchvision then downloads (checking the md5) what is still missing.
     """
     from torchvision.datasets import FashionMNIST
 
     root = data_root(root)
     raw_dir = root / "FashionMNIST" / "raw"
     md5s = official_md5s()
-    _seed_from_shared(raw_dir, SHARED_DATA_DIR / "FashionMNIST" / "raw", md5s)
+    shared_raw = SHARED_DATA_DIR / "FashionMNIST" / "raw"
+    _seed_from_shared(raw_dir, shared_raw, md5s)
+    check_unpacked(raw_dir, shared_raw, md5s)
     try:
         train = FashionMNIST(root, train=True, download=download)
         test = FashionMNIST(root, train=False, download=download)
@@ -90,10 +190,10 @@ def load_fashion_mnist(root=None, download: bool = True):
                 "with internet access, or put the official file (md5 "
                 f"{', '.join(md5s[p.name] for p in damaged)}) there.") from err
         raise DataMissingError(
-            f"Fashion-MNIST is not in {raw_dir} and could not be downloaded ({err}). "
-            f"Put the four files {', '.join(RAW_FILES)} (from "
-            "https://github.com/zalandoresearch/fashion-mnist) into that folder, or set "
-            "$COURSE_DATA_DIR to a folder that holds FashionMNIST/raw/."
+            f"Fashion-MNIST is not in {raw_dir} and "
+            f"{'could not be downloaded' if download else 'downloading is off (download=False)'} "
+            f"({err}). Put the four files {', '.join(RAW_FILES)} (from {SOURCE_URL}) into that "
+            "folder, or set $COURSE_DATA_DIR to a folder that holds FashionMNIST/raw/."
         ) from err
     return train, test
 

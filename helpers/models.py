@@ -45,6 +45,14 @@ class CNNConfig:
     def flat_features(self) -> int:
         return self.conv_channels[-1] * self.feature_map_size ** 2
 
+    @property
+    def parameter_count(self) -> int:
+        """Parameters of a model of this config, computed without building it (conv, BN, Linear)."""
+        channels = (self.in_channels,) + self.conv_channels
+        convs = sum(9 * c_in * c_out + 2 * c_out for c_in, c_out in zip(channels[:-1], channels[1:]))
+        widths = (self.flat_features,) + self.fc_features + (self.num_classes,)
+        return convs + sum((f_in + 1) * f_out for f_in, f_out in zip(widths[:-1], widths[1:]))
+
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from helpers import load_model  # noqa: E402
+from helpers import load  # noqa: E402
 from helpers.models import build_model  # noqa: E402
 from helpers.paths import REPO_ROOT  # noqa: E402
 
@@ -18,7 +18,7 @@ BASELINE = REPO_ROOT / "weights" / "01_baseline.pt"
 def small_model():
     """The committed baseline when present, else a seeded random CNN (eval mode)."""
     if BASELINE.is_file():
-        return load_model(BASELINE)
+        return load(BASELINE)
     torch.manual_seed(0)
     return build_model().eval()
 

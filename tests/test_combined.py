@@ -3,7 +3,7 @@ import json
 
 import torch
 
-from helpers import save_model
+from helpers import save
 from helpers.combined import masks_of, quantize_keeping_masks, saved_model_of
 from helpers.models import CNNConfig, build_model, prunable_layers
 from helpers.paths import OutputDirs
@@ -41,7 +41,7 @@ def test_saved_model_of_picks_the_record_with_the_highest_value(tmp_path):
     outputs = OutputDirs(tmp_path, "quick")
     records = []
     for name, sparsity in (("low", 0.5), ("high", 0.9)):
-        save_model(_pruned(), outputs.weights / f"05_{name}.pt")
+        save(_pruned(), outputs.weights / f"05_{name}.pt")
         records.append({"name": name, "method": "m", "test_accuracy": 90.0, "sparsity": sparsity,
                         "params_nonzero": 1, "weight_bits": 32, "activation_bits": None, "size_bytes": 1,
                         "latency_ms": None, "weights_file": f"weights/05_{name}.pt", "quick": True})

@@ -3,8 +3,8 @@ import torch
 
 from helpers.models import build_model, prunable_layers
 from helpers.quantization.fake import quant_layers, quantize_model, calibrate
-from helpers.storage.compressed import (CompressedFileError, load_compressed_model,
-                                        save_compressed_model)
+from helpers import load, save
+from helpers.storage.compressed import CompressedFileError, stage_sizes
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +21,9 @@ def pruned_quantized():
 
 def test_compress_write_read_gives_identical_outputs(tmp_path, pruned_quantized):
     path = tmp_path / "m.ccz"
-    stages = save_compressed_model(pruned_quantized, path)
-    reloaded = load_compressed_model(path)
+    save(pruned_quantized, path)
+    stages = stage_sizes(pruned_quantized)
+    reloaded = load(path)
     x = torch.rand(32, 1, 28, 28)
     assert torch.equal(reloaded(x), pruned_quantized(x))
     assert stages["entropy_coded"] == path.stat().st_size
@@ -31,8 +32,8 @@ def test_compress_write_read_gives_identical_outputs(tmp_path, pruned_quantized)
 
 def test_pruned_weights_stay_exactly_zero(tmp_path, pruned_quantized):
     path = tmp_path / "m.ccz"
-    save_compressed_model(pruned_quantized, path)
-    for name, layer in quant_layers(load_compressed_model(path)).items():
+    save(pruned_quantized, path)
+    for name, layer in quant_layers(load(path)).items():
         original = quant_layers(pruned_quantized)[name]
         assert torch.equal(layer.weight == 0, original.weight_codes() == 0)
 
@@ -40,7 +41,7 @@ def test_pruned_weights_stay_exactly_zero(tmp_path, pruned_quantized):
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
 def test_corrupt_or_truncated_files_are_clear_errors(tmp_path, pruned_quantized, damage):
     path = tmp_path / "m.ccz"
-    save_compressed_model(pruned_quantized, path)
+    save(pruned_quantized, path)
     data = bytearray(path.read_bytes())
     if damage == "truncate":
         data = data[: len(data) - 100]
@@ -50,29 +51,14 @@ def test_corrupt_or_truncated_files_are_clear_errors(tmp_path, pruned_quantized,
         data = bytearray(b"hello world, not a model")
     path.write_bytes(bytes(data))
     with pytest.raises(CompressedFileError):
-        load_compressed_model(path)
+        load(path)
 
 
 def test_only_quantized_models_and_the_ccz_suffix(tmp_path, pruned_quantized):
     with pytest.raises(ValueError, match="quantize_model"):
-        save_compressed_model(build_model(), tmp_path / "m.ccz")
-    with pytest.raises(ValueError, match="suffix"):
-        save_compressed_model(pruned_quantized, tmp_path / "m.pt")
-
-
-def test_version_1_files_still_load(tmp_path, pruned_quantized):
-    """A v1 file (header stored plain, clipping ratios stored) decodes to the same model."""
-    import lzma
-
-    from helpers.storage import compressed as ccz
-    from helpers.storage.framing import frame, json_bytes
-
-    header, payload = ccz.read_compressed_bytes(ccz.encode(pruned_quantized))
-    header["format"] = ccz.FORMAT_V1
-    raw = json_bytes(header)
-    v1 = frame(ccz.MAGIC_V1 + ccz._HLEN.pack(len(raw)) + raw, lzma.compress(payload))
-    x = torch.rand(16, 1, 28, 28)
-    assert torch.equal(ccz.decode(v1)(x), pruned_quantized(x))
+        save(build_model(), tmp_path / "m.ccz")
+    with pytest.raises(TypeError, match="a .pt checkpoint holds a float FashionCNN"):  # the suffix picks the format
+        save(pruned_quantized, tmp_path / "m.pt")
 
 
 def test_byte_breakdown_counts_every_nonzero_weight_and_bounds_the_coder(pruned_quantized):
@@ -93,7 +79,7 @@ def test_scales_and_biases_rounded_to_half_are_stored_in_two_bytes_losslessly(tm
     from helpers.storage.compressed import read_compressed_bytes
 
     plain_path, half_path = tmp_path / "plain.ccz", tmp_path / "half.ccz"
-    save_compressed_model(pruned_quantized, plain_path)
+    save(pruned_quantized, plain_path)
     rounded = copy.deepcopy(pruned_quantized)
     with torch.no_grad():  # one channel of fc1 pruned away entirely: its scale becomes 1, unused
         quant_layers(rounded)["classifier.fc1"].weight[3].zero_()
@@ -105,10 +91,10 @@ def test_scales_and_biases_rounded_to_half_are_stored_in_two_bytes_losslessly(tm
         assert torch.equal(layer.bias.half().float(), layer.bias)
     original = quant_layers(pruned_quantized)["classifier.fc2"]
     assert torch.allclose(quant_layers(rounded)["classifier.fc2"].weight_scale, original.weight_scale, rtol=2 ** -11)
-    save_compressed_model(rounded, half_path)
+    save(rounded, half_path)
     x = torch.rand(16, 1, 28, 28)
-    assert torch.equal(load_compressed_model(half_path)(x), rounded(x))  # bit-for-bit after the reload
-    assert torch.equal(load_compressed_model(plain_path)(x), pruned_quantized(x))
+    assert torch.equal(load(half_path)(x), rounded(x))  # bit-for-bit after the reload
+    assert torch.equal(load(plain_path)(x), pruned_quantized(x))
     kinds = {e["name"]: e["dtype"] for e in read_compressed_bytes(half_path.read_bytes())[0]["tensors"] if e["kind"] == "raw"}
     assert kinds["classifier.fc1.weight_scale"] == kinds["classifier.fc1.bias"] == "float16"
     plain_kinds = {e["name"]: e["dtype"] for e in read_compressed_bytes(plain_path.read_bytes())[0]["tensors"]

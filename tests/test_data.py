@@ -80,16 +80,22 @@ def test_reset_batches_repeat_the_first_pass_exactly():
 
 
 def _fake_shared(tmp_path, monkeypatch):
-    """A fake shared folder of four small 'official' files, their md5s made the official ones."""
+    """A fake shared folder of four small 'official' .gz files (each a tiny idx file), their md5s
+    and unpacked sizes/sha256s made the official ones."""
+    import gzip
     import hashlib
 
     shared = tmp_path / "shared" / "FashionMNIST" / "raw"
     shared.mkdir(parents=True)
-    md5s = {}
+    md5s, unpacked = {}, {}
     for i, name in enumerate(data.RAW_FILES):
-        (shared / name).write_bytes(bytes([i]) * 1000)
-        md5s[name] = hashlib.md5(bytes([i]) * 1000).hexdigest()
+        magic = 0x803 if "idx3" in name else 0x801
+        content = magic.to_bytes(4, "big") + bytes([i]) * 1000
+        (shared / name).write_bytes(gzip.compress(content, mtime=0))
+        md5s[name] = hashlib.md5((shared / name).read_bytes()).hexdigest()
+        unpacked[name[:-3]] = (len(content), hashlib.sha256(content).hexdigest())
     monkeypatch.setattr(data, "official_md5s", lambda: md5s)
+    monkeypatch.setattr(data, "official_unpacked", lambda: unpacked)
     return shared, md5s
 
 

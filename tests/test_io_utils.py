@@ -1,9 +1,13 @@
 """Atomic writes: the file mode is kept (new files follow the umask), stray temp files are cleaned."""
+import multiprocessing
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
-from helpers.io_utils import atomic_path, write_text_atomic
+from helpers.io_utils import STALE_AFTER_S, atomic_path, write_text_atomic
 
 
 def test_new_files_follow_the_umask_and_existing_files_keep_their_mode(tmp_path):
@@ -20,13 +24,48 @@ def test_new_files_follow_the_umask_and_existing_files_keep_their_mode(tmp_path)
         os.umask(old)
 
 
+def _dead_pid() -> int:
+    """The pid of a process that has finished."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
 def test_stray_temp_files_of_a_killed_write_are_cleaned_on_the_next_save(tmp_path):
-    stray = tmp_path / ".m.pt.abc123.tmp"
-    stray.write_bytes(b"half a file")
+    dead = tmp_path / f".m.pt.{_dead_pid()}.abc123.tmp"  # its writer is gone
+    dead.write_bytes(b"half a file")
+    old = tmp_path / ".m.pt.abc123.tmp"  # no pid in the name, and over an hour old
+    old.write_bytes(b"half a file")
+    os.utime(old, (time.time() - 2 * STALE_AFTER_S,) * 2)
+    running = tmp_path / f".m.pt.{os.getppid()}.def456.tmp"  # a running writer's: left to finish
+    running.write_bytes(b"being written")
     other = tmp_path / ".other.pt.xyz.tmp"  # another file's: left alone
     other.write_bytes(b"x")
     write_text_atomic(tmp_path / "m.pt", "whole")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.pt.xyz.tmp", "m.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([running.name, ".other.pt.xyz.tmp", "m.pt"])
+
+
+def _save_repeatedly(path: str, marker: int, start: float, seconds: float) -> None:
+    from helpers.io_utils import write_text_atomic as write
+
+    time.sleep(max(0.0, start - time.time()))  # both writers start together
+    while time.time() < start + seconds:
+        write(path, str(marker) * 100_000)
+
+
+def test_concurrent_saves_to_one_path_both_finish_and_leave_a_whole_file(tmp_path):
+    target = tmp_path / "m.json"
+    ctx = multiprocessing.get_context("spawn")
+    start = time.time() + 3.0  # after both have imported
+    writers = [ctx.Process(target=_save_repeatedly, args=(str(target), marker, start, 1.5)) for marker in (1, 2)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(120)
+    assert [w.exitcode for w in writers] == [0, 0]  # neither lost its temporary file to the other
+    text = target.read_text()
+    assert text in ("1" * 100_000, "2" * 100_000)  # whole: one writer's, never a mix or a part
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):

@@ -10,7 +10,8 @@ from helpers.paths import REPO_ROOT
 from helpers.pruning.schedules import mask_maker
 from helpers.pruning.unstructured import apply_masks
 from helpers.quantization.fake import quant_layers
-from helpers.storage.compressed import load_compressed_model, save_compressed_model
+from helpers import load, save
+from helpers.storage.compressed import stage_sizes
 from helpers.training import accuracy
 from live_view_checks import assert_unchanged, check_controls, check_draw, small_model, state_dict_copy
 
@@ -36,9 +37,11 @@ def test_point_equals_prune_quantize_encode(state, quick_splits, tmp_path):
     direct, _ = quantize_keeping_masks(pruned, 4, quick_splits.train.head(8).as_float()[0])  # no QAT
     direct = half_precision_side_tensors(direct)  # as 07 stores its files
     assert result["val_accuracy"] == accuracy(direct, Batches(quick_splits.val.head(N), N))
-    stages = save_compressed_model(direct, tmp_path / "direct.ccz", meta={"bits": 4, "sparsity": 0.9, "live": True})
+    meta = {"bits": 4, "sparsity": 0.9, "live": True}
+    save(direct, tmp_path / "direct.ccz", meta=meta)
+    stages = stage_sizes(direct, meta=meta)
     assert result["stage_bytes"] == stages and result["bytes"] == (tmp_path / "direct.ccz").stat().st_size
-    restored = load_compressed_model(tmp_path / "direct.ccz")
+    restored = load(tmp_path / "direct.ccz")
     x = quick_splits.val.head(16).as_float()[0]
     assert torch.equal(restored(x), direct(x))
     assert result["sparsity"] == pytest.approx(0.9, abs=1e-3) and result["weight_bits"] == 4

@@ -3,10 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import save_model
+from helpers import load, save
 from helpers.quantization.fake import ptq, quantize_model
-from helpers.storage.packed import (MAGIC, PackedFileError, load_packed_model, pack_bits, read_header,
-                                    save_packed, unpack_bits)
+from helpers.storage.packed import MAGIC, PackedFileError, pack_bits, read_header, unpack_bits
 
 
 @pytest.mark.parametrize("bits", range(1, 9))
@@ -39,8 +38,8 @@ def calibration():
                                                 (4, None, 8), (2, 2, None), (None, 4, 8)])
 def test_reloaded_packed_model_gives_identical_outputs(random_model, calibration, tmp_path, w_bits, a_bits, edge):
     q = ptq(random_model, calibration, w_bits, a_bits, edge_bits=edge)
-    path = save_packed(q, tmp_path / "m.packed", meta={"note": "test"})
-    reloaded = load_packed_model(path)
+    path = save(q, tmp_path / "m.packed", meta={"note": "test"})
+    reloaded = load(path)
     x = torch.rand(64, 1, 28, 28)
     assert isinstance(reloaded, torch.nn.Module) and not reloaded.training
     assert torch.equal(reloaded(x), q(x))
@@ -49,8 +48,8 @@ def test_reloaded_packed_model_gives_identical_outputs(random_model, calibration
 
 
 def test_file_sizes_shrink_with_the_bit_width(random_model, calibration, tmp_path):
-    float_size = save_model(random_model, tmp_path / "float.pt").stat().st_size
-    sizes = {b: save_packed(ptq(random_model, calibration, b, b), tmp_path / f"w{b}.packed").stat().st_size
+    float_size = save(random_model, tmp_path / "float.pt").stat().st_size
+    sizes = {b: save(ptq(random_model, calibration, b, b), tmp_path / f"w{b}.packed").stat().st_size
              for b in (2, 4, 6, 8)}
     assert sizes[2] < sizes[4] < sizes[6] < sizes[8] < float_size / 3.5
     assert sizes[4] <= float_size / 7
@@ -61,7 +60,7 @@ def test_file_sizes_shrink_with_the_bit_width(random_model, calibration, tmp_pat
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "magic", "empty", "trailing"])
 def test_corrupt_or_truncated_files_are_clear_errors(random_model, calibration, tmp_path, damage):
-    path = save_packed(ptq(random_model, calibration, 4, 4), tmp_path / "m.packed")
+    path = save(ptq(random_model, calibration, 4, 4), tmp_path / "m.packed")
     data = bytearray(path.read_bytes())
     if damage == "truncate":
         data = data[: len(data) // 2]
@@ -75,16 +74,16 @@ def test_corrupt_or_truncated_files_are_clear_errors(random_model, calibration, 
         data += b"\x00"
     path.write_bytes(bytes(data))
     with pytest.raises(PackedFileError, match="truncated|corrupt|not a packed model"):
-        load_packed_model(path)
+        load(path)
 
 
 def test_missing_file_wrong_suffix_and_float_model_are_errors(random_model, calibration, tmp_path):
-    with pytest.raises(FileNotFoundError, match="no packed model"):
-        load_packed_model(tmp_path / "missing.packed")
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        load(tmp_path / "missing.packed")
     q = ptq(random_model, calibration, 4, 4)
-    with pytest.raises(ValueError, match="suffix '.packed'"):
-        save_packed(q, tmp_path / "m.pt")
+    with pytest.raises(TypeError, match="a .pt checkpoint holds a float FashionCNN"):  # the suffix picks the format
+        save(q, tmp_path / "m.pt")
     with pytest.raises(ValueError, match="quantized model"):
-        save_packed(random_model, tmp_path / "m.packed")
+        save(random_model, tmp_path / "m.packed")
     assert not (tmp_path / "m.pt").exists() and not (tmp_path / "m.packed").exists()
-    assert save_packed(q, tmp_path / "m.packed").read_bytes().startswith(MAGIC)  # the file is marked as packed
+    assert save(q, tmp_path / "m.packed").read_bytes().startswith(MAGIC)  # the file is marked as packed

@@ -3,14 +3,15 @@ import copy
 import pytest
 import torch
 
-from helpers import save_model
 from helpers.data import Batches, calibration_batch
 from helpers.models import CNNConfig, build_model
 from helpers.quantization.fake import (activation_qparams, bake_weights, calibrate, check_bits, fake_quantize_activation,
                                        fake_quantize_weight, fold_batchnorm, levels, ptq, qat,
                                        quant_layers, quantize_model, quantize_weight, symmetric_range,
                                        unsigned_range, weight_scales)
-from helpers.quantization.int8 import Int8FileError, convert_int8, load_int8, qat_int8, save_int8
+from helpers import load, save
+from helpers.quantization.int8 import convert_int8, qat_int8
+from helpers.storage.int8 import Int8FileError
 
 BITS = (2, 4, 6, 8)
 
@@ -228,10 +229,10 @@ def test_int8_fx_model_agrees_with_float_on_real_images(small_trained, quick_spl
     out, ref = int8(test_x), small_trained(test_x)
     assert (out.argmax(1) == ref.argmax(1)).float().mean() >= 0.95
     assert (out - ref).abs().max() < 0.1 * ref.abs().max()
-    path = save_int8(int8, tmp_path / "m.int8")
-    float_size = save_model(small_trained, tmp_path / "float.pt").stat().st_size
+    path = save(int8, tmp_path / "m.int8")
+    float_size = save(small_trained, tmp_path / "float.pt").stat().st_size
     assert path.stat().st_size < 0.5 * float_size
-    assert torch.equal(load_int8(path)(test_x), out)
+    assert torch.equal(load(path)(test_x), out)
     assert torch.load(path, weights_only=True)["format"].startswith("compression-course/int8")
 
 
@@ -241,14 +242,14 @@ def test_int8_bad_inputs_are_clear_errors(small_trained, tmp_path):
     with pytest.raises(ValueError, match="backend must be one of"):
         convert_int8(small_trained, torch.rand(4, 1, 28, 28), backend="tpu")
     int8 = convert_int8(small_trained, torch.rand(4, 1, 28, 28))
-    with pytest.raises(ValueError, match="suffix '.int8'"):
-        save_int8(int8, tmp_path / "m.pt")
-    path = save_int8(int8, tmp_path / "m.int8")
+    with pytest.raises(TypeError, match="a .pt checkpoint holds a float FashionCNN"):  # the suffix picks the format
+        save(int8, tmp_path / "m.pt")
+    path = save(int8, tmp_path / "m.int8")
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(Int8FileError, match="not a readable compression-course/int8-fx-v2 file"):
-        load_int8(path)
-    with pytest.raises(FileNotFoundError, match="no int8 model"):
-        load_int8(tmp_path / "missing.int8")
+        load(path)
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        load(tmp_path / "missing.int8")
 
 
 def _dense_clip_errors(weight, bits):
@@ -291,8 +292,8 @@ def test_int8_qat_trains_the_int8_model_and_saves_like_ptq(small_trained, quick_
     loss = {name: torch.nn.functional.cross_entropy(m(x), y).item() for name, m in (("control", untrained), ("qat", qat_model))}
     assert loss["qat"] < loss["control"] - 0.03  # it trained, in int8's rounding, on these images
     test_x, _ = quick_splits.test.head(500).as_float()
-    path = save_int8(qat_model, tmp_path / "qat.int8")
-    assert torch.equal(load_int8(path)(test_x), qat_model(test_x))
+    path = save(qat_model, tmp_path / "qat.int8")
+    assert torch.equal(load(path)(test_x), qat_model(test_x))
     with pytest.raises(TypeError, match="float FashionCNN"):
         qat_int8(ptq, batches, images)
     with pytest.raises(ValueError, match="backend must be one of"):

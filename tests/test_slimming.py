@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers.checkpoints import load_model, save_model
+from helpers import load, save
 from helpers.pruning import slimming as sl
 from helpers.pruning import structured as st
 
@@ -89,7 +89,7 @@ def test_slim_removes_channels_for_real_and_round_trips(random_model, tmp_path):
     small = sl.slim(random_model, ratio=0.5, min_channels=2).eval()
     assert sum(small.config.conv_channels) == 224 - 112
     assert small.config.fc_features == random_model.config.fc_features
-    loaded = load_model(save_model(small, tmp_path / "04_slim.pt"))
+    loaded = load(save(small, tmp_path / "04_slim.pt"))
     x = torch.rand(2, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(loaded(x), small(x))

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import save_model
+from helpers import load, save
 from helpers.pruning.unstructured import prune_model
-from helpers.storage.sparse import (SparseFormatError, decode_tensor, encode_tensor, encoding_summary,
-                                    load_sparse_model, save_sparse_model)
+from helpers.storage.sparse import SparseFormatError, decode_tensor, encode_tensor, encoding_summary
 
 
 @pytest.fixture
@@ -26,8 +25,8 @@ def _same_state(a, b):
 @pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9, 0.99])
 def test_save_load_restores_the_model_exactly(random_model, tmp_path, sparsity):
     model = prune_model(random_model, "magnitude", sparsity, group="global")[0] if sparsity else random_model
-    path = save_sparse_model(model, tmp_path / "m.sparse", meta={"note": "x"})
-    loaded = load_sparse_model(path)
+    path = save(model, tmp_path / "m.sparse", meta={"note": "x"})
+    loaded = load(path)
     assert _same_state(model, loaded)
     x = torch.rand(16, 1, 28, 28)
     with torch.no_grad():
@@ -36,15 +35,15 @@ def test_save_load_restores_the_model_exactly(random_model, tmp_path, sparsity):
 
 
 def test_sparse_file_is_smaller_than_the_dense_checkpoint(sparse_model, tmp_path):
-    dense = save_model(sparse_model, tmp_path / "dense.pt").stat().st_size
-    sparse = save_sparse_model(sparse_model, tmp_path / "m.sparse").stat().st_size
+    dense = save(sparse_model, tmp_path / "dense.pt").stat().st_size
+    sparse = save(sparse_model, tmp_path / "m.sparse").stat().st_size
     assert sparse < dense * 0.2  # 10% of the weights kept: values + an index, well under a fifth
-    half = save_sparse_model(sparse_model, tmp_path / "h.sparse", value_dtype="float16").stat().st_size
+    half = save(sparse_model, tmp_path / "h.sparse", value_dtype="float16").stat().st_size
     assert half < sparse
 
 
 def test_float16_values_are_close_but_rounded(sparse_model, tmp_path):
-    loaded = load_sparse_model(save_sparse_model(sparse_model, tmp_path / "h.sparse", value_dtype="float16"))
+    loaded = load(save(sparse_model, tmp_path / "h.sparse", value_dtype="float16"))
     w, w16 = sparse_model.classifier.fc1.weight, loaded.classifier.fc1.weight
     assert torch.equal(w == 0, w16 == 0)
     assert torch.allclose(w, w16, rtol=1e-3, atol=1e-6)
@@ -74,7 +73,7 @@ def test_relative_gaps_longer_than_255_use_fillers():
 
 
 def test_summary_lists_every_tensor(sparse_model, tmp_path):
-    path = save_sparse_model(sparse_model, tmp_path / "m.sparse")
+    path = save(sparse_model, tmp_path / "m.sparse")
     summary = encoding_summary(path)
     assert [s["name"] for s in summary] == list(sparse_model.state_dict())
     assert sum(s["bytes"] for s in summary) < path.stat().st_size
@@ -82,7 +81,7 @@ def test_summary_lists_every_tensor(sparse_model, tmp_path):
 
 @pytest.mark.parametrize("damage", ["magic", "version", "truncate", "flip", "append", "empty"])
 def test_damaged_files_raise_clear_errors(sparse_model, tmp_path, damage):
-    path = save_sparse_model(sparse_model, tmp_path / "m.sparse")
+    path = save(sparse_model, tmp_path / "m.sparse")
     blob = bytearray(path.read_bytes())
     if damage == "magic":
         blob[:8] = b"NOTSPARS"
@@ -98,12 +97,12 @@ def test_damaged_files_raise_clear_errors(sparse_model, tmp_path, damage):
         blob = bytearray()
     path.write_bytes(bytes(blob))
     with pytest.raises(SparseFormatError):
-        load_sparse_model(path)
+        load(path)
 
 
 def test_missing_file_and_bad_entries_raise(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no sparse model file"):
-        load_sparse_model(tmp_path / "nothing.sparse")
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        load(tmp_path / "nothing.sparse")
     entry, data = encode_tensor("t", torch.zeros(1000))
     with pytest.raises(SparseFormatError):
         decode_tensor(entry, data + b"\x00")
@@ -117,7 +116,7 @@ def test_missing_file_and_bad_entries_raise(tmp_path):
 
 def test_bad_arguments_raise(sparse_model, tmp_path):
     with pytest.raises(ValueError, match="value_dtype"):
-        save_sparse_model(sparse_model, tmp_path / "m.sparse", value_dtype="int8")
+        save(sparse_model, tmp_path / "m.sparse", value_dtype="int8")
     with pytest.raises(ValueError, match="config"):
-        save_sparse_model(torch.nn.Linear(2, 2), tmp_path / "m.sparse")
+        save(torch.nn.Linear(2, 2), tmp_path / "m.sparse")
     assert not (tmp_path / "m.sparse").exists()

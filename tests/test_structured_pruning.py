@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from helpers.checkpoints import load_model, save_model
+from helpers import load, save
 from helpers.measure import count_macs, count_parameters
 from helpers.models import CNNConfig, build_model
 from helpers.pruning import structured as st
@@ -108,8 +108,8 @@ def test_l1_pruning_removes_the_filters_with_smallest_l1_norm(random_model):
 
 def test_a_pruned_model_round_trips_through_save_and_load(random_model, tmp_path):
     small = st.prune_l1(random_model, 0.5, [0.8, 0.5]).eval()
-    path = save_model(small, tmp_path / "02_pruned.pt")
-    loaded = load_model(path)
+    path = save(small, tmp_path / "02_pruned.pt")
+    loaded = load(path)
     assert loaded.config == small.config == CNNConfig(conv_channels=(16, 32, 64), fc_features=(200, 60))
     x = torch.rand(3, 1, 28, 28)
     with torch.no_grad():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import save_model
+from helpers import save
 from helpers.data import Batches
 from helpers.models import prunable_layers
 from helpers.pruning.unstructured import (MaskKeeper, fold_masks, input_norms, masked_fine_tune,
@@ -168,7 +168,7 @@ def test_fold_masks_removes_torch_prune_reparametrisation(random_model, tmp_path
     state = random_model.state_dict()
     assert not any(k.endswith(("_orig", "_mask")) for k in state)
     assert int((state["classifier.fc1.weight"] == 0).sum()) == 1000 * 1152 // 2
-    save_model(random_model, tmp_path / "folded.pt")
+    save(random_model, tmp_path / "folded.pt")
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, "0.5", None, True])

@@ -70,12 +70,12 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import torch
 
-    from ..checkpoints import load_model
+    from ..storage import load
     from ..data import load_splits
     from ..paths import REPO_ROOT
 
     splits = load_splits()
-    baseline = load_model(REPO_ROOT / "weights" / "01_baseline.pt")
+    baseline = load(REPO_ROOT / "weights" / "01_baseline.pt")
     print(f"{args.moves} random moves per topic · torch threads {torch.get_num_threads()} · "
           f"validation subset of 1000 images · seconds per move (point + draw)")
     for number in wanted:
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
             print(f"{number} {name}: skipped (helpers/live/{name}.py does not exist)")
             continue
         weights = getattr(topic, "WEIGHTS", None)  # a topic that starts from another stage's model
-        model = load_model(REPO_ROOT / "weights" / weights) if weights else baseline
+        model = load(REPO_ROOT / "weights" / weights) if weights else baseline
         r = benchmark(topic, model, splits, args.moves)
         print(f"{number} {name}: median {r['median_s']:.2f} s · max {r['max_s']:.2f} s "
               f"(process CPU median {r['median_cpu_s']:.2f} s · max {r['max_cpu_s']:.2f} s) · "

@@ -5,7 +5,7 @@ ranking, global and model-wide, first conv and last layer dense), quantizes its 
 (per output channel, symmetric, so pruned weights stay code 0; first conv and last layer at 8 bits)
 rounds its scales and biases to float16 values as 07 does (``combined.half_precision_side_tensors``),
 and encodes the Deep-Compression file **in memory** with ``helpers.storage.compressed.encode_with_stages``: the
-byte count is that of the file ``save_compressed_model`` would write. Accuracy is measured on the
+byte count is that of the file ``helpers.save`` would write. Accuracy is measured on the
 fixed validation subset.
 
 Weight-only post-training quantization, no QAT and no fine-tuning: 07 itself trains (QAT with the
@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from torch import Tensor, nn
 
-from ..checkpoints import encode as encode_checkpoint
+from ..storage.checkpoint import encode as encode_checkpoint
 from ..combined import half_precision_side_tensors
 from ..measure import sparsity as model_sparsity
 from ..quantization.fake import CLIP_METHODS, quantize_model

@@ -19,17 +19,14 @@ which squeezes the skewed gap and code distributions. Layout (v2)::
 
     magic b"CCDCOMP2" | uint64 length | LZMA(uint32 header length | JSON header | payload) | crc32
 
-Version 1 files (``CCDCOMP1``: the header stored plain before the LZMA payload, clipping ratios
-stored) still load.
-
-``load_compressed_model(path)`` restores the model from the file alone; a truncated or corrupt file
-raises ``CompressedFileError``. ``stage_bytes`` reports each stage's size (dense, sparse, packed,
+The decompressor stops at ``MAX_PLAIN_BYTES`` (a decompression bomb is refused, not inflated).
+``helpers.load(path)`` restores the model from the file alone; a truncated or corrupt file raises
+``CompressedFileError``. ``stage_sizes`` reports each stage's size (dense, sparse, packed,
 entropy-coded) so the notebook can show where the savings come from.
 """
 from __future__ import annotations
 
 import lzma
-import os
 import struct
 
 import numpy as np
@@ -38,17 +35,17 @@ from torch import nn
 
 from ..quantization.fake import quant_layers, symmetric_range
 from ..inputs import check_finite
-from .framing import (ModelFileError, checked_payload, frame, json_bytes, json_header,
-                      read_model_file, write_model_file)
+from .framing import (MAX_HEADER_BYTES, ModelFileError, check_elements, checked_payload, frame, json_bytes,
+                      json_header, numel_of)
 from .packed import decode_model, pack_bits, unpack_bits
 from .sparse import _relative_gaps
 
 MAGIC = b"CCDCOMP2"
 FORMAT = "compression-course/deep-compressed-v2"
-MAGIC_V1, FORMAT_V1 = b"CCDCOMP1", "compression-course/deep-compressed-v1"
 NOT_STORED = ".weight_clip_ratio"  # a training-time choice, already folded into weight_scale
 SUFFIX = ".ccz"
 _HLEN = struct.Struct("<I")
+MAX_PLAIN_BYTES = 64 << 20  # the decompressed header + payload; the course's .ccz files inflate to < 1 MB
 
 
 class CompressedFileError(ModelFileError):
@@ -66,16 +63,17 @@ def sparse_codes(codes: np.ndarray, bits: int) -> tuple[bytes, bytes, int]:
     return gaps.tobytes(), pack_bits(values - qmin, bits), len(gaps)
 
 
-def _codes_from_sparse(gaps: bytes, packed: bytes, entries: int, bits: int, shape) -> np.ndarray:
+def _codes_from_sparse(gaps: bytes, packed: bytes, entries: int, bits: int, numel: int) -> np.ndarray:
+    if entries != len(gaps):
+        raise CompressedFileError(f"{len(gaps)} gaps for {entries} entries")
     qmin, _ = symmetric_range(bits)
     values = unpack_bits(packed, bits, entries).astype(np.int16) + qmin
-    numel = int(np.prod(shape))
     positions = np.cumsum(np.frombuffer(gaps, dtype=np.uint8).astype(np.int64)) - 1
     if entries and (positions[-1] >= numel or positions.min() < 0):
         raise CompressedFileError("relative indices run past the layer's size")
     flat = np.zeros(numel, dtype=np.int16)
     flat[positions] = values
-    return flat.reshape(shape)
+    return flat
 
 
 def _exact_in_half(tensor: torch.Tensor) -> bool:
@@ -126,26 +124,30 @@ def encode_with_stages(qmodel: nn.Module, meta: dict | None = None) -> tuple[byt
 
 
 def _decompress(compressed: bytes, source: str) -> bytes:
+    """LZMA-decompress at most ``MAX_PLAIN_BYTES``; a stream that would inflate further is refused."""
+    decompressor = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
     try:
-        return lzma.decompress(compressed)
+        plain = decompressor.decompress(compressed, max_length=MAX_PLAIN_BYTES)
     except lzma.LZMAError as err:
         raise CompressedFileError(f"{source} is corrupt: {err}") from err
+    if not decompressor.eof and not decompressor.needs_input:
+        raise CompressedFileError(f"{source}: its LZMA stream inflates past {MAX_PLAIN_BYTES:,} bytes "
+                                  "(a course file inflates to less than 1 MB): refused")
+    if not decompressor.eof or decompressor.unused_data:
+        raise CompressedFileError(f"{source} is corrupt: its LZMA stream is cut short or followed by other bytes")
+    return plain
 
 
 def read_compressed_bytes(data: bytes, source: str = "compressed file") -> tuple[dict, bytes]:
-    """(header, decompressed payload), with every length and the checksum checked (v2 and v1)."""
-    if data[:len(MAGIC_V1)] == MAGIC_V1 and len(data) >= len(MAGIC_V1) + _HLEN.size:
-        (hlen,) = _HLEN.unpack_from(data, len(MAGIC_V1))
-        pos = len(MAGIC_V1) + _HLEN.size + hlen
-        compressed = checked_payload(data, pos, CompressedFileError, source)
-        header = json_header(data[len(MAGIC_V1) + _HLEN.size:pos], FORMAT_V1, CompressedFileError, source)
-        return header, _decompress(compressed, source)
+    """(header, decompressed payload), with every length, the checksum and the inflated size checked."""
     if data[:len(MAGIC)] != MAGIC:
         raise CompressedFileError(f"{source} is not a {FORMAT} file (bad magic bytes)")
     plain = _decompress(checked_payload(data, len(MAGIC), CompressedFileError, source), source)
     if len(plain) < _HLEN.size or len(plain) < _HLEN.size + _HLEN.unpack_from(plain)[0]:
         raise CompressedFileError(f"{source} is corrupt: the header runs past the payload")
     pos = _HLEN.size + _HLEN.unpack_from(plain)[0]
+    if pos > MAX_HEADER_BYTES:
+        raise CompressedFileError(f"{source} has a header of {pos:,} bytes: not read")
     return json_header(plain[_HLEN.size:pos], FORMAT, CompressedFileError, source), plain[pos:]
 
 
@@ -154,7 +156,8 @@ def encode(qmodel: nn.Module, meta: dict | None = None) -> bytes:
     return encode_with_stages(qmodel, meta)[0]
 
 
-def _tensor(entry: dict, payload: bytes) -> torch.Tensor:
+def _tensor(entry: dict, payload: bytes, source: str) -> torch.Tensor:
+    numel = numel_of(entry["shape"], CompressedFileError, source, entry["name"])
     chunk = payload[entry["offset"]:entry["offset"] + entry["nbytes"]]
     if len(chunk) != entry["nbytes"]:
         raise CompressedFileError(f"tensor {entry['name']} runs past the payload")
@@ -162,8 +165,8 @@ def _tensor(entry: dict, payload: bytes) -> torch.Tensor:
         raise CompressedFileError(f"tensor {entry['name']} has a negative offset")
     if entry["kind"] == "sparse_codes":
         gaps, packed = chunk[:entry["gap_bytes"]], chunk[entry["gap_bytes"]:]
-        codes = _codes_from_sparse(gaps, packed, entry["entries"], entry["bits"], entry["shape"])
-        return torch.from_numpy(codes.astype(np.int8))
+        codes = _codes_from_sparse(gaps, packed, entry["entries"], entry["bits"], numel)
+        return torch.from_numpy(codes.astype(np.int8)).reshape(entry["shape"])
     values = np.frombuffer(chunk, dtype=entry["dtype"]).astype(entry.get("as", entry["dtype"]))
     return torch.from_numpy(values).reshape(entry["shape"])
 
@@ -172,7 +175,9 @@ def decode(data: bytes, source: str = "compressed file") -> nn.Module:
     """The model of a ``.ccz`` file's bytes, in eval mode, from those bytes alone."""
     header, payload = read_compressed_bytes(data, source)
     try:
-        tensors = {e["name"]: _tensor(e, payload) for e in header["tensors"]}
+        check_elements(sum(numel_of(e["shape"], CompressedFileError, source, e["name"]) for e in header["tensors"]),
+                       CompressedFileError, source)
+        tensors = {e["name"]: _tensor(e, payload, source) for e in header["tensors"]}
         for name in [n for n in tensors if n.endswith(".weight_scale")]:  # v2 stores no clipping ratios
             tensors.setdefault(name[: -len(".weight_scale")] + NOT_STORED, torch.ones_like(tensors[name]))
         return decode_model(header, tensors, CompressedFileError, source)
@@ -182,13 +187,7 @@ def decode(data: bytes, source: str = "compressed file") -> nn.Module:
         raise CompressedFileError(f"{source} is corrupt or has an invalid tensor table ({err!r})") from err
 
 
-def save_compressed_model(qmodel: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> dict:
-    """Write ``qmodel`` as a ``.ccz`` file atomically; returns the stage sizes (bytes)."""
-    data, stages = encode_with_stages(qmodel, meta)
-    write_model_file(path, data, SUFFIX)
-    return stages
-
-
-def load_compressed_model(path: str | os.PathLike) -> nn.Module:
-    """The model of a ``.ccz`` file (as ``helpers.load``)."""
-    return decode(read_model_file(path, "compressed model"), source=str(path))
+def stage_sizes(qmodel: nn.Module, meta: dict | None = None) -> dict:
+    """Bytes of each stage of a ``.ccz`` file of ``qmodel`` (dense float32, sparse float32, sparse
+    packed codes, entropy coded = the file that ``helpers.save`` writes with the same meta)."""
+    return encode_with_stages(qmodel, meta)[1]

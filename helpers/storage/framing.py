@@ -1,27 +1,37 @@
-"""What every model file format shares: the error family, reading/writing the bytes, a content
-digest, and the framing of the course's own binary formats
-(``.sparse``, ``.packed``, ``.ccz``)::
+"""What every model file format shares: the error family, the size limits every loader checks
+before it allocates, reading/writing the bytes, a content digest, bounded JSON, the framing of the
+course's own binary formats (``.sparse``, ``.packed``, ``.ccz``)::
 
     <prefix with the header length> <JSON header> <payload length: u64> <payload> <CRC-32 of all before: u32>
 
-The prefix (magic bytes, version) belongs to each format; ``frame``/``checked_payload`` write and
-check the rest. The ``.pt`` and ``.int8`` files are ``torch.save`` zips instead; they carry a
-SHA-256 ``content_digest`` of their content, since torch checks no checksum when it loads a zip.
+and the ``torch.save`` zips of the ``.pt`` and ``.int8`` files, which carry a SHA-256
+``content_digest`` of their content, since torch checks no checksum when it loads a zip.
+
+A file is untrusted input: nothing is allocated on the strength of a size a file claims before
+that size is checked against the limits below (the course's largest file is 5.5 MB with 1.4M
+values; the limits leave room for models ten times wider).
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..io_utils import atomic_path
 
 PAYLOAD_LENGTH, CHECKSUM = struct.Struct("<Q"), struct.Struct("<I")
+MAX_FILE_BYTES = 256 << 20       # no model file of this course comes near: refused before reading
+MAX_HEADER_BYTES = 4 << 20       # a JSON header or meta of more is not a course file
+MAX_NESTING = 64                 # JSON / meta nesting; the course's files nest 4 deep
+MAX_ELEMENTS = 64_000_000        # tensor values in one file (256 MB as float32)
 
 
 class ModelFileError(ValueError):
@@ -31,11 +41,17 @@ class ModelFileError(ValueError):
 
 
 # --------------------------------------------------------------------------- bytes on disk
-def read_model_file(path: str | os.PathLike, what: str = "model file") -> bytes:
-    """The bytes of ``path``; ``FileNotFoundError`` naming it when there is no such file."""
+def read_model_file(path: str | os.PathLike, error: type[ModelFileError] = ModelFileError,
+                    max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of ``path``: ``FileNotFoundError`` naming it when there is no such file, ``error``
+    when it is larger than any model file of the course (checked before a byte is read)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no {what} at {path}")
+        raise FileNotFoundError(f"no model file at {path}")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise error(f"{path} is {size:,} bytes, more than any model file of this course "
+                    f"({max_bytes:,} at most): not read")
     return path.read_bytes()
 
 
@@ -48,6 +64,24 @@ def write_model_file(path: str | os.PathLike, data: bytes, suffix: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return path
+
+
+def check_elements(count: int, error: type[ModelFileError], source: str, what: str = "its tensors") -> int:
+    """``count`` when it is a plausible number of values for ``what``; ``error`` before any allocation."""
+    if not isinstance(count, (int, np.integer)) or count < 0 or count > MAX_ELEMENTS:
+        raise error(f"{source} claims {count:,} values for {what}, more than a course model holds "
+                    f"({MAX_ELEMENTS:,} at most): not allocated")
+    return int(count)
+
+
+def numel_of(shape, error: type[ModelFileError], source: str, name: str) -> int:
+    """The element count of a stored ``shape`` (a list of non-negative ints), bounded by ``MAX_ELEMENTS``."""
+    if not isinstance(shape, list) or not all(type(d) is int and 0 <= d <= MAX_ELEMENTS for d in shape):
+        raise error(f"{source}: tensor {name!r} has an invalid shape {shape!r}")
+    count = 1
+    for d in shape:
+        count = check_elements(count * d, error, source, f"tensor {name!r}")
+    return count
 
 
 # --------------------------------------------------------------------------- content digest
@@ -86,6 +120,51 @@ def content_digest(content: dict) -> str:
     return h.hexdigest()
 
 
+def sha256_of_file(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- bounded JSON
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply ``raw`` (JSON text) nests arrays and objects, counted without recursion."""
+    brackets = np.frombuffer(_JSON_STRING.sub(b'""', raw), dtype=np.uint8)
+    steps = np.isin(brackets, (ord("["), ord("{"))).astype(np.int64) - np.isin(brackets, (ord("]"), ord("}")))
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def parse_json(raw: bytes, error: type[ModelFileError], source: str) -> object:
+    """``json.loads(raw)`` for a header of bounded size and nesting (no RecursionError reachable)."""
+    if len(raw) > MAX_HEADER_BYTES:
+        raise error(f"{source} has a {len(raw):,}-byte header ({MAX_HEADER_BYTES:,} at most): not read")
+    if json_depth(raw) > MAX_NESTING:
+        raise error(f"{source} has a header nested more than {MAX_NESTING} levels deep: not read")
+    try:
+        return json.loads(raw.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise error(f"{source} is corrupt: unreadable header ({err})") from err
+
+
+def json_header(raw: bytes, fmt: str, error: type[ModelFileError], source: str) -> dict:
+    """The JSON header ``raw`` of a file of format ``fmt``; ``error`` when unreadable or of another format."""
+    header = parse_json(raw, error, source)
+    if not isinstance(header, dict) or header.get("format") != fmt:
+        raise error(f"{source} is not a {fmt} file")
+    return header
+
+
+def json_bytes(header: dict) -> bytes:
+    """``header`` as compact JSON with sorted keys: the same content gives the same bytes."""
+    return json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+
+
 # --------------------------------------------------------------------------- the binary framing
 def frame(prefix_and_header: bytes, payload: bytes) -> bytes:
     """``prefix_and_header`` + payload length + payload + CRC-32 of everything before it."""
@@ -93,7 +172,7 @@ def frame(prefix_and_header: bytes, payload: bytes) -> bytes:
     return body + CHECKSUM.pack(zlib.crc32(body))
 
 
-def checked_payload(data: bytes, header_end: int, error: type[Exception], source: str) -> bytes:
+def checked_payload(data: bytes, header_end: int, error: type[ModelFileError], source: str) -> bytes:
     """The payload after the header ending at ``header_end``: its announced length and the checksum
     checked, ``error`` (with ``source`` in its message) raised for a truncated, padded or corrupt file."""
     if len(data) < header_end + PAYLOAD_LENGTH.size + CHECKSUM.size:
@@ -108,17 +187,49 @@ def checked_payload(data: bytes, header_end: int, error: type[Exception], source
     return data[header_end + PAYLOAD_LENGTH.size:end]
 
 
-def json_header(raw: bytes, fmt: str, error: type[Exception], source: str) -> dict:
-    """The JSON header ``raw`` of a file of format ``fmt``; ``error`` when unreadable or of another format."""
+# --------------------------------------------------------------------------- torch.save zips
+def torch_bytes(payload: dict) -> bytes:
+    """``torch.save(payload)`` into memory: the zip's records are named ``archive/``, not after a
+    temporary file, so equal payloads give equal bytes."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def _check_tree(payload, error: type[ModelFileError], source: str) -> None:
+    """Walk ``payload`` without recursion: bounded nesting, and every tensor a plain one that owns
+    its bytes (no view that claims more values than its storage holds), within ``MAX_ELEMENTS``."""
+    total, stack = 0, [(payload, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise error(f"{source} nests its content more than {MAX_NESTING} levels deep: not read")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, depth + 1) for v in value)
+        elif isinstance(value, torch.Tensor):
+            total = check_elements(total + value.numel(), error, source)
+            if not value.is_quantized and (not value.is_contiguous() or value.untyped_storage().nbytes()
+                                           < value.numel() * value.element_size()):
+                raise error(f"{source} holds a tensor of shape {tuple(value.shape)} that its "
+                            f"{value.untyped_storage().nbytes()} stored bytes do not fill: not read")
+
+
+def torch_payload(data: bytes, fmt: str, error: type[ModelFileError], source: str) -> dict:
+    """The dict ``torch_bytes`` wrote, loaded with ``weights_only=True`` (no code is unpickled), its
+    shape checked before the content is touched, then its format and digest."""
     try:
-        header = json.loads(raw.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise error(f"{source} is corrupt: unreadable header ({err})") from err
-    if not isinstance(header, dict) or header.get("format") != fmt:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, random bytes, pickled classes, bad storages ...
+        reason = str(err).split("\n")[0][:300]  # torch's advice to unpickle anyway is not for a file like this
+        raise error(f"{source} is not a readable {fmt} file (corrupt, truncated, or holding code): "
+                    f"{type(err).__name__}: {reason}") from None
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise error(f"{source} is not a {fmt} file")
-    return header
-
-
-def json_bytes(header: dict) -> bytes:
-    """``header`` as compact JSON with sorted keys: the same content gives the same bytes."""
-    return json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+    _check_tree(payload, error, source)
+    stored = payload.pop("sha256", None)
+    if stored != content_digest(payload):
+        raise error(f"{source} is corrupt: its content does not match its sha256 digest "
+                    "(a changed or damaged file; save it again from the model)")
+    return payload

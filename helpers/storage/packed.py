@@ -13,7 +13,7 @@ Layout (all integers little-endian)::
 Each quantized weight is stored as its integer codes ``q`` (``-(2^(b-1)-1) .. 2^(b-1)-1``), shifted
 to ``u = q + 2^(b-1) - 1 >= 0`` and packed tightly, ``b`` bits per weight, into bytes
 (``pack_bits``); its per-channel scales and every other tensor (folded biases, activation scales and
-zero-points, the normalisation buffers) are stored raw. ``load_packed_model(path)`` rebuilds the
+zero-points, the normalisation buffers) are stored raw. ``helpers.load(path)`` rebuilds the
 fake-quantized model: weights ``s_c * q`` are exactly what the in-memory model used, so the outputs
 are identical. The file's size is its bytes on disk.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import struct
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,8 +28,9 @@ from torch import nn
 
 from ..quantization.fake import dequantize_weight, quant_layers, quantized_model_from, symmetric_range
 from ..inputs import check_finite
-from .framing import (ModelFileError, checked_payload, frame, json_bytes, json_header,
-                      read_model_file, write_model_file)
+from .framing import (ModelFileError, check_elements, checked_payload, frame, json_bytes, json_header,
+                      numel_of, read_model_file)
+from .rebuild import load_state_into, model_from_config
 
 MAGIC = b"CCQPACK\x00"
 VERSION = 1
@@ -120,9 +120,9 @@ def read_packed_bytes(data: bytes, source: str = "packed file") -> tuple[dict, b
     return json_header(data[_PREFIX.size:pos], FORMAT, PackedFileError, source), payload
 
 
-def _tensor(entry: dict, payload: bytes) -> torch.Tensor:
+def _tensor(entry: dict, payload: bytes, source: str) -> torch.Tensor:
     chunk = payload[entry["offset"]:entry["offset"] + entry["nbytes"]]
-    count = int(np.prod(entry["shape"], dtype=np.int64))
+    count = numel_of(entry["shape"], PackedFileError, source, entry["name"])
     if len(chunk) != entry["nbytes"] or entry["offset"] < 0:
         raise ValueError(f"tensor {entry['name']} runs past the payload")
     if entry["kind"] == "codes":
@@ -138,8 +138,6 @@ def _tensor(entry: dict, payload: bytes) -> torch.Tensor:
 def decode_model(header: dict, tensors: dict, error: type[ModelFileError], source: str) -> nn.Module:
     """The fake-quantized model of a ``.packed``/``.ccz`` header and its decoded tensors (weights as
     integer codes, turned into ``scale * code`` here), in eval mode; ``error`` for a misfit."""
-    from ..checkpoints import load_state_into, model_from_config
-
     try:
         qmodel = quantized_model_from(model_from_config(header["config"], error, source).config, header["spec"])
     except (KeyError, TypeError, ValueError) as err:
@@ -152,7 +150,7 @@ def decode_model(header: dict, tensors: dict, error: type[ModelFileError], sourc
         if scale is None:
             raise error(f"{source}: {name} has codes but no weight_scale")
         tensors[name] = dequantize_weight(tensors[name], scale)
-    load_state_into(qmodel, tensors, source=source)
+    load_state_into(qmodel, tensors, error, source)
     for layer in quant_layers(qmodel).values():
         layer.input_quant.calibrated = layer.input_quant.bits is not None
     return qmodel.eval()
@@ -166,7 +164,9 @@ def decode(data: bytes, source: str = "packed file") -> nn.Module:
     """
     header, payload = read_packed_bytes(data, source)
     try:
-        tensors = {e["name"]: _tensor(e, payload) for e in header["tensors"]}
+        check_elements(sum(numel_of(e["shape"], PackedFileError, source, e["name"]) for e in header["tensors"]),
+                       PackedFileError, source)
+        tensors = {e["name"]: _tensor(e, payload, source) for e in header["tensors"]}
         return decode_model(header, tensors, PackedFileError, source)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
         if isinstance(err, ModelFileError):
@@ -174,16 +174,6 @@ def decode(data: bytes, source: str = "packed file") -> nn.Module:
         raise PackedFileError(f"{source} has an invalid tensor table ({err!r})") from err
 
 
-def save_packed(qmodel: nn.Module, path: str | os.PathLike, meta: dict | None = None) -> Path:
-    """Write ``qmodel`` as a ``.packed`` file atomically; returns the path (as ``helpers.save``)."""
-    return write_model_file(path, encode(qmodel, meta), SUFFIX)
-
-
-def load_packed_model(path: str | os.PathLike) -> nn.Module:
-    """The model of a ``.packed`` file (as ``helpers.load``)."""
-    return decode(read_model_file(path, "packed model"), source=str(path))
-
-
 def read_header(path: str | os.PathLike) -> dict:
     """The JSON header of a packed file (config, spec, tensor table, meta)."""
-    return read_packed_bytes(read_model_file(path, "packed model"), source=str(path))[0]
+    return read_packed_bytes(read_model_file(path, PackedFileError), source=str(path))[0]

@@ -1,9 +1,9 @@
-"""A compact sparse file format for pruned course models, and its loader ``load_sparse_model``.
+"""A compact sparse file format for pruned course models (``.sparse``).
 
 Layout of a ``.sparse`` file (all integers little-endian; ``storage.framing``)::
 
     magic    8 bytes  b"CCSPARS1"
-    version  uint32   2 (version 1, without the payload length and format tag, is still read)
+    version  uint32   2
     hlen     uint32   length of the JSON header
     header   hlen bytes of UTF-8 JSON: {"format", "config", "meta", "tensors": [entry, ...]}
     plen     uint64   length of the payload
@@ -26,19 +26,17 @@ The size of a model in this format is the file's bytes on disk.
 """
 from __future__ import annotations
 
-import json
 import os
 import struct
-import zlib
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..inputs import check_finite
-from .framing import (ModelFileError, checked_payload, frame, json_bytes, json_header,
-                      read_model_file, write_model_file)
+from .framing import (ModelFileError, check_elements, checked_payload, frame, json_bytes, json_header,
+                      numel_of, read_model_file)
+from .rebuild import load_state_into, model_from_config
 
 MAGIC = b"CCSPARS1"
 VERSION = 2
@@ -47,7 +45,6 @@ SUFFIX = ".sparse"
 ENCODINGS = ("dense", "bitmap", "relative")
 VALUE_DTYPES = {"float32": np.float32, "float16": np.float16}
 _HEAD = struct.Struct("<8sII")
-_CRC = struct.Struct("<I")
 _NP_DTYPES = {"float32": np.float32, "float64": np.float64, "float16": np.float16,
               "int64": np.int64, "int32": np.int32, "uint8": np.uint8, "bool": np.bool_}
 
@@ -99,44 +96,42 @@ def encode_tensor(name: str, tensor: torch.Tensor, value_dtype: str = "float32")
     return entry, data
 
 
-def decode_tensor(entry: dict, data: bytes) -> torch.Tensor:
+def decode_tensor(entry: dict, data: bytes, source: str = "sparse file") -> torch.Tensor:
     """The tensor of one header entry from its bytes (validated)."""
     try:
         name, shape, dtype, encoding = entry["name"], entry["shape"], entry["dtype"], entry["encoding"]
         nnz, index_bytes, value_bytes = int(entry["nnz"]), int(entry["index_bytes"]), int(entry["value_bytes"])
     except (KeyError, TypeError, ValueError) as err:
-        raise SparseFormatError(f"malformed tensor entry {entry!r}: {err}") from err
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise SparseFormatError(f"tensor {name!r}: invalid shape {shape!r}")
+        raise SparseFormatError(f"{source}: malformed tensor entry {str(entry)[:200]}: {err}") from err
+    numel = numel_of(shape, SparseFormatError, source, name)
     if not isinstance(dtype, str) or not isinstance(encoding, str) or dtype not in _NP_DTYPES \
             or encoding not in ENCODINGS:
-        raise SparseFormatError(f"tensor {name!r}: unknown dtype {dtype!r} or encoding {encoding!r}")
-    numel = int(np.prod(shape)) if shape else 1
+        raise SparseFormatError(f"{source}: tensor {name!r}: unknown dtype {dtype!r} or encoding {encoding!r}")
     if len(data) != index_bytes + value_bytes:
-        raise SparseFormatError(f"tensor {name!r}: {len(data)} bytes, header says {index_bytes + value_bytes}")
+        raise SparseFormatError(f"{source}: tensor {name!r}: {len(data)} bytes, header says {index_bytes + value_bytes}")
     np_dtype = _NP_DTYPES[dtype]
     if encoding == "dense":
         if value_bytes != numel * np.dtype(np_dtype).itemsize:
-            raise SparseFormatError(f"tensor {name!r}: {value_bytes} bytes do not fit shape {shape} of {dtype}")
+            raise SparseFormatError(f"{source}: tensor {name!r}: {value_bytes} bytes do not fit shape {shape} of {dtype}")
         return torch.from_numpy(np.frombuffer(data, dtype=np_dtype).reshape(shape).copy())
     value_dtype = VALUE_DTYPES.get(entry.get("value_dtype"))
     if value_dtype is None or value_bytes != nnz * np.dtype(value_dtype).itemsize:
-        raise SparseFormatError(f"tensor {name!r}: values do not match nnz={nnz} of {entry.get('value_dtype')}")
+        raise SparseFormatError(f"{source}: tensor {name!r}: values do not match nnz={nnz} of {entry.get('value_dtype')}")
     values = np.frombuffer(data[index_bytes:], dtype=value_dtype).astype(np.float32)
     flat = np.zeros(numel, dtype=np.float32)
     if encoding == "bitmap":
         if index_bytes != (numel + 7) // 8:
-            raise SparseFormatError(f"tensor {name!r}: bitmap of {index_bytes} bytes for {numel} elements")
+            raise SparseFormatError(f"{source}: tensor {name!r}: bitmap of {index_bytes} bytes for {numel} elements")
         stored = np.unpackbits(np.frombuffer(data[:index_bytes], dtype=np.uint8), count=numel).astype(bool)
         if int(stored.sum()) != nnz:
-            raise SparseFormatError(f"tensor {name!r}: bitmap marks {int(stored.sum())} values, header {nnz}")
+            raise SparseFormatError(f"{source}: tensor {name!r}: bitmap marks {int(stored.sum())} values, header {nnz}")
         flat[stored] = values
     else:
         if index_bytes != nnz:
-            raise SparseFormatError(f"tensor {name!r}: {index_bytes} gaps for {nnz} values")
+            raise SparseFormatError(f"{source}: tensor {name!r}: {index_bytes} gaps for {nnz} values")
         positions = np.cumsum(np.frombuffer(data[:index_bytes], dtype=np.uint8).astype(np.int64)) - 1
         if nnz and (positions[-1] >= numel or np.any(np.frombuffer(data[:index_bytes], np.uint8) == 0)):
-            raise SparseFormatError(f"tensor {name!r}: relative indices run past {numel} elements")
+            raise SparseFormatError(f"{source}: tensor {name!r}: relative indices run past {numel} elements")
         flat[positions] = values
     return torch.from_numpy(flat.reshape(shape))
 
@@ -168,44 +163,32 @@ def encode(model: nn.Module, meta: dict | None = None, value_dtype: str = "float
 
 
 def read_sparse_bytes(data: bytes, source: str = "sparse file") -> tuple[dict, dict[str, torch.Tensor]]:
-    """(header, state_dict) of a ``.sparse`` file's bytes, with every length and the checksum validated.
-
-    Reads version 2 (the shared framing) and version 1 (no payload length, no format tag).
-    """
-    if len(data) < _HEAD.size + _CRC.size:
+    """(header, state_dict) of a ``.sparse`` file's bytes, with every length and the checksum
+    validated, and the values the tensor table claims bounded before any is allocated."""
+    if len(data) < _HEAD.size:
         raise SparseFormatError(f"{source} is too short ({len(data)} bytes) to be a sparse model file")
     magic, version, hlen = _HEAD.unpack_from(data)
     if magic != MAGIC:
         raise SparseFormatError(f"{source} is not a sparse model file (magic {magic!r}, expected {MAGIC!r})")
+    if version != VERSION:
+        raise SparseFormatError(f"{source} has format version {version}; this loader reads version {VERSION}")
     end = _HEAD.size + hlen
-    if version == VERSION:
-        payload = checked_payload(data, end, SparseFormatError, source)
-        header = json_header(data[_HEAD.size:end], FORMAT, SparseFormatError, source)
-    elif version == 1:
-        body, (crc,) = data[:-_CRC.size], _CRC.unpack(data[-_CRC.size:])
-        if end > len(body):
-            raise SparseFormatError(f"{source} is truncated: the header runs past the end of the file")
-        if zlib.crc32(body) != crc:
-            raise SparseFormatError(f"{source} is corrupt or truncated (checksum mismatch)")
-        try:
-            header = json.loads(body[_HEAD.size:end].decode())
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise SparseFormatError(f"{source} has an unreadable header: {err}") from err
-        payload = body[end:]
-    else:
-        raise SparseFormatError(f"{source} has format version {version}; this loader reads versions 1 and {VERSION}")
+    payload = checked_payload(data, end, SparseFormatError, source)
+    header = json_header(data[_HEAD.size:end], FORMAT, SparseFormatError, source)
     entries = header.get("tensors") if isinstance(header, dict) else None
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise SparseFormatError(f"{source} has no valid tensor table in its header")
+    check_elements(sum(numel_of(e.get("shape"), SparseFormatError, source, e.get("name")) for e in entries),
+                   SparseFormatError, source)
     state, offset = {}, 0
     for entry in entries:
         try:
             size = int(entry.get("index_bytes", 0)) + int(entry.get("value_bytes", 0))
         except (TypeError, ValueError) as err:
-            raise SparseFormatError(f"{source}: malformed tensor entry {entry!r}") from err
+            raise SparseFormatError(f"{source}: malformed tensor entry {str(entry)[:200]}") from err
         if size < 0 or offset + size > len(payload):
             raise SparseFormatError(f"{source} is truncated inside tensor {entry.get('name')!r}")
-        state[entry.get("name")] = decode_tensor(entry, payload[offset:offset + size])
+        state[entry.get("name")] = decode_tensor(entry, payload[offset:offset + size], source)
         offset += size
     if offset != len(payload):
         raise SparseFormatError(f"{source} has {len(payload) - offset} unexpected bytes after the tensors")
@@ -217,26 +200,13 @@ def decode(data: bytes, source: str = "sparse file") -> nn.Module:
 
     Raises ``SparseFormatError`` (a ``ModelFileError``) for bytes that are not one, truncated or corrupt.
     """
-    from ..checkpoints import load_state_into, model_from_config
-
     header, state = read_sparse_bytes(data, source)
     model = model_from_config(header.get("config"), SparseFormatError, source)
-    return load_state_into(model, state, source=source).eval()
-
-
-def save_sparse_model(model: nn.Module, path: str | os.PathLike, meta: dict | None = None,
-                      value_dtype: str = "float32") -> Path:
-    """Write ``model`` as a ``.sparse`` file atomically (``helpers.save`` with a ``value_dtype``)."""
-    return write_model_file(path, encode(model, meta, value_dtype), SUFFIX)
-
-
-def load_sparse_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model of a ``.sparse`` file, in eval mode (as ``helpers.load``)."""
-    return decode(read_model_file(path, "sparse model file"), source=str(path)).to(device)
+    return load_state_into(model, state, SparseFormatError, source).eval()
 
 
 def encoding_summary(path: str | os.PathLike) -> list[dict]:
     """Per tensor: name, encoding, stored values and bytes (index + values)."""
-    header, _ = read_sparse_bytes(read_model_file(path, "sparse model file"), str(path))
+    header, _ = read_sparse_bytes(read_model_file(path, SparseFormatError), str(path))
     return [{"name": e["name"], "encoding": e["encoding"], "nnz": e["nnz"],
              "bytes": e["index_bytes"] + e["value_bytes"]} for e in header["tensors"]]
