@@ -97,12 +97,3 @@ def output_dirs(quick_or_mode: bool | str) -> OutputDirs:
     if os.environ.get(OUTPUT_ENV):
         return OutputDirs(Path(os.environ[OUTPUT_ENV]), mode)
     return OutputDirs(MODE_OUTPUT_ROOTS[mode], mode)
-
-
-def find_weights(filename: str, outputs: OutputDirs) -> Path | None:
-    """An earlier stage's weights: this run's own output first, then the committed ``weights/``."""
-    for folder in (outputs.root / "weights", REPO_ROOT / "weights"):
-        candidate = folder / filename
-        if candidate.is_file():
-            return candidate
-    return None

@@ -329,22 +329,3 @@ def compare_distillation(start: nn.Module, teacher: nn.Module, train_batches, va
         models["plain"], models["distilled"],
         {k: evaluate(m, val_batches)["accuracy"] for k, m in models.items()},
         {k: evaluate(m, test_batches)["accuracy"] for k, m in models.items()}, epochs)
-
-
-def load_or_train_baseline(outputs, splits, quick: bool, epochs: int | None = None, device=None):
-    """(model, path): notebook 01's ``01_baseline.pt`` when present (this run's outputs first, then
-    the committed ``weights/``), else a baseline trained here (1 epoch QUICK, 12 FULL) and saved as
-    ``trained_baseline.pt`` in this run's weights folder. The model is in eval mode on the CPU."""
-    from .storage import load, save
-    from .data import Batches
-    from .models import build_model
-    from .paths import find_weights
-
-    path = find_weights("01_baseline.pt", outputs)
-    if path is not None:
-        return load(path), path
-    model = build_model()
-    fit(model, Batches(splits.train, 128, shuffle=True, augment=True), epochs=epochs or (1 if quick else 12),
-        device=device, desc="baseline")
-    model = model.cpu().eval()
-    return model, save(model, outputs.weights / "trained_baseline.pt", meta={"trained_in": "fallback"})

@@ -62,7 +62,7 @@ def test_only_quantized_models_and_the_ccz_suffix(tmp_path, pruned_quantized):
 
 
 def test_byte_breakdown_counts_every_nonzero_weight_and_bounds_the_coder(pruned_quantized):
-    from helpers.combined import byte_breakdown, entropy_bytes
+    from helpers.storage.compressed import byte_breakdown, entropy_bytes
 
     table = byte_breakdown(pruned_quantized)
     layers = table[table.layer != "total"]
@@ -75,7 +75,7 @@ def test_byte_breakdown_counts_every_nonzero_weight_and_bounds_the_coder(pruned_
 def test_scales_and_biases_rounded_to_half_are_stored_in_two_bytes_losslessly(tmp_path, pruned_quantized):
     import copy
 
-    from helpers.combined import half_precision_side_tensors
+    from helpers.quantization.masked import half_precision_side_tensors
     from helpers.storage.compressed import read_compressed_bytes
 
     plain_path, half_path = tmp_path / "plain.ccz", tmp_path / "half.ccz"

@@ -3,7 +3,7 @@ import copy
 
 import pytest
 
-from helpers.combined import half_precision_side_tensors, quantize_keeping_masks
+from helpers.quantization.masked import half_precision_side_tensors, quantize_keeping_masks
 from helpers.data import Batches
 from helpers.live import combined
 from helpers.paths import REPO_ROOT

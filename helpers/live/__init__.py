@@ -9,13 +9,14 @@ that follows the slider.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from torch import Tensor, nn
+
+from ..artifacts import stage_records
+from ..training import accuracy_from_logits
 
 VAL_IMAGES = 1000  # the fixed validation subset every live point is measured on
 EVAL_BATCH = 500
@@ -37,11 +38,8 @@ def val_accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: i
         raise ValueError("no images to evaluate")
     model.eval()
     device = next(model.parameters()).device
-    correct = 0
-    for start in range(0, len(labels), batch_size):
-        logits = model(images[start:start + batch_size].to(device))
-        correct += int((logits.argmax(1).cpu() == labels[start:start + batch_size]).sum())
-    return 100.0 * correct / len(labels)
+    logits = torch.cat([model(images[i:i + batch_size].to(device)).cpu() for i in range(0, len(labels), batch_size)])
+    return accuracy_from_logits(logits, labels)
 
 
 @torch.inference_mode()
@@ -60,20 +58,14 @@ def block1_output(model: nn.Module, images: Tensor, batch_size: int = EVAL_BATCH
 def val_accuracy_from_block1(model: nn.Module, hidden: Tensor, labels: Tensor, batch_size: int = EVAL_BATCH) -> float:
     """``val_accuracy`` of a FashionCNN given ``block1_output`` of the images (same result)."""
     model.eval()
-    correct = 0
-    for start in range(0, len(labels), batch_size):
-        x = model.features[1:](hidden[start:start + batch_size])
-        logits = model.classifier(model.flatten(x))
-        correct += int((logits.argmax(1).cpu() == labels[start:start + batch_size]).sum())
-    return 100.0 * correct / len(labels)
+    rest = lambda x: model.classifier(model.flatten(model.features[1:](x)))  # noqa: E731
+    logits = torch.cat([rest(hidden[i:i + batch_size]).cpu() for i in range(0, len(labels), batch_size)])
+    return accuracy_from_logits(logits, labels)
 
 
 def read_records(results_dir, stage: str) -> pd.DataFrame:
     """The records of ``<results_dir>/<stage>.json`` as a table (empty when the file is missing)."""
-    path = Path(results_dir) / f"{stage}.json"
-    if not path.is_file():
-        return pd.DataFrame()
-    return pd.DataFrame(json.loads(path.read_text()))
+    return pd.DataFrame(stage_records(results_dir, stage))
 
 
 def figure_axes(fig=None, ncols: int = 2, figsize=(13, 4.2), **gridspec):

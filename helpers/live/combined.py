@@ -30,7 +30,7 @@ import pandas as pd
 from torch import Tensor, nn
 
 from ..storage.checkpoint import encode as encode_checkpoint
-from ..combined import half_precision_side_tensors
+from ..quantization.masked import half_precision_side_tensors
 from ..measure import sparsity as model_sparsity
 from ..quantization.fake import CLIP_METHODS, quantize_model
 from ..storage.compressed import encode_with_stages

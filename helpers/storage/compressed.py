@@ -191,3 +191,41 @@ def stage_sizes(qmodel: nn.Module, meta: dict | None = None) -> dict:
     """Bytes of each stage of a ``.ccz`` file of ``qmodel`` (dense float32, sparse float32, sparse
     packed codes, entropy coded = the file that ``helpers.save`` writes with the same meta)."""
     return encode_with_stages(qmodel, meta)[1]
+
+
+# --------------------------------------------------------------------------- where the bytes go
+def entropy_bytes(symbols) -> float:
+    """Order-0 Shannon bound of a symbol sequence, in bytes: what an ideal symbol-by-symbol coder
+    (Huffman within 1 bit per symbol, an ANS or arithmetic coder within a few bytes) would need."""
+    values = torch.as_tensor(symbols).reshape(-1)
+    if values.numel() == 0:
+        return 0.0
+    counts = torch.unique(values, return_counts=True)[1].double()
+    p = counts / counts.sum()
+    return float(-(counts * p.log2()).sum() / 8)
+
+
+def byte_breakdown(qmodel: nn.Module):
+    """Where the bytes of a ``.ccz`` file go, per coded layer: non-zero weights, bits, the positions
+    (one-byte gaps) and the codes, each LZMA-coded on its own and as its order-0 entropy bound
+    (a pandas DataFrame; the last row sums the columns)."""
+    import lzma
+
+    import pandas as pd
+
+    rows = []
+    for name, layer in quant_layers(qmodel).items():
+        if layer.weight_bits is None:
+            continue
+        codes = layer.weight_codes().cpu().numpy()
+        gaps, packed, entries = sparse_codes(codes, layer.weight_bits)
+        flat = codes.reshape(-1)
+        rows.append({"layer": name, "weights": flat.size, "nonzero": int((flat != 0).sum()),
+                     "bits": layer.weight_bits, "gap_entries": entries,
+                     "positions_lzma": len(lzma.compress(gaps, preset=9 | lzma.PRESET_EXTREME)),
+                     "positions_entropy": round(entropy_bytes(list(gaps))),
+                     "codes_lzma": len(lzma.compress(packed, preset=9 | lzma.PRESET_EXTREME)),
+                     "codes_entropy": round(entropy_bytes(flat[flat != 0]))})
+    table = pd.DataFrame(rows)
+    total = table.drop(columns=["layer", "bits"]).sum().to_dict()
+    return pd.concat([table, pd.DataFrame([{"layer": "total", "bits": None, **total}])], ignore_index=True)

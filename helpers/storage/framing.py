@@ -176,7 +176,8 @@ def checked_payload(data: bytes, header_end: int, error: type[ModelFileError], s
     """The payload after the header ending at ``header_end``: its announced length and the checksum
     checked, ``error`` (with ``source`` in its message) raised for a truncated, padded or corrupt file."""
     if len(data) < header_end + PAYLOAD_LENGTH.size + CHECKSUM.size:
-        raise error(f"{source} is truncated")
+        raise error(f"{source} is truncated: {len(data):,} bytes, but its header alone "
+                    f"announces {header_end:,}")
     (length,) = PAYLOAD_LENGTH.unpack_from(data, header_end)
     end = header_end + PAYLOAD_LENGTH.size + length
     if len(data) != end + CHECKSUM.size:
@@ -216,15 +217,24 @@ def _check_tree(payload, error: type[ModelFileError], source: str) -> None:
                             f"{value.untyped_storage().nbytes()} stored bytes do not fill: not read")
 
 
+def _load_failure(err: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, without torch's advice to retry with
+    ``weights_only`` off: for a file that needs it, that advice would run the file's code."""
+    text = str(err)
+    refused = re.search(r"(?:unsupported|Unsupported global:) GLOBAL [\w.]+|Unsupported operand \d+", text)
+    if refused or "Weights only load failed" in text:
+        what = refused.group(0) if refused else "objects other than tensors, numbers, strings and containers"
+        return f"it holds pickled code or classes, refused without running them ({what})"
+    return f"corrupt or truncated ({type(err).__name__}: {text.split('. ')[0][:200]})"
+
+
 def torch_payload(data: bytes, fmt: str, error: type[ModelFileError], source: str) -> dict:
     """The dict ``torch_bytes`` wrote, loaded with ``weights_only=True`` (no code is unpickled), its
     shape checked before the content is touched, then its format and digest."""
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, random bytes, pickled classes, bad storages ...
-        reason = str(err).split("\n")[0][:300]  # torch's advice to unpickle anyway is not for a file like this
-        raise error(f"{source} is not a readable {fmt} file (corrupt, truncated, or holding code): "
-                    f"{type(err).__name__}: {reason}") from None
+    except Exception as err:  # truncated zip, random bytes, pickled code or classes, bad storages ...
+        raise error(f"{source} is not a readable {fmt} file: {_load_failure(err)}") from None
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise error(f"{source} is not a {fmt} file")
     _check_tree(payload, error, source)

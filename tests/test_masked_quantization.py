@@ -1,10 +1,13 @@
-"""combined.py: quantizing a pruned model keeps its zeros; saved_model_of finds a stage's model."""
+"""Quantizing a pruned model keeps its zeros (quantization.masked); saved_model_of finds a stage's model
+(artifacts); k-means sharing and the code sensitivity scan (quantization.sharing)."""
 import json
 
 import torch
 
 from helpers import save
-from helpers.combined import masks_of, quantize_keeping_masks, saved_model_of
+from helpers.artifacts import saved_model_of
+from helpers.pruning.unstructured import masks_from_zeros
+from helpers.quantization.masked import quantize_keeping_masks
 from helpers.models import CNNConfig, build_model, prunable_layers
 from helpers.paths import OutputDirs
 from helpers.quantization.fake import quant_layers
@@ -19,9 +22,9 @@ def _pruned():
     return model
 
 
-def test_masks_of_marks_the_non_zero_weights():
+def test_masks_from_zeros_mark_the_non_zero_weights():
     model = _pruned()
-    masks = masks_of(model)
+    masks = masks_from_zeros(model)
     assert set(masks) == set(prunable_layers(model))
     assert all(torch.equal(m, prunable_layers(model)[n].weight != 0) for n, m in masks.items())
 
@@ -32,7 +35,7 @@ def test_quantize_keeping_masks_keeps_pruned_weights_at_zero_through_qat():
     qmodel, history = quantize_keeping_masks(model, 4, images, train_batches=batches, qat_epochs=1,
                                              device="cpu")
     assert history is not None and not qmodel.training
-    masks = masks_of(model)
+    masks = masks_from_zeros(model)
     for name, layer in quant_layers(qmodel).items():
         assert bool((layer.weight_codes()[~masks[name]] == 0).all())
 
@@ -54,7 +57,7 @@ def test_saved_model_of_picks_the_record_with_the_highest_value(tmp_path):
 
 
 def test_kmeans_sharing_keeps_zeros_uses_few_values_and_fits_better_than_its_start():
-    from helpers.combined import kmeans_shared_weight
+    from helpers.quantization.sharing import kmeans_shared_weight
 
     g = torch.Generator().manual_seed(0)
     w = torch.randn(64, 200, generator=g) ** 3  # heavy-tailed, like trained weights
@@ -67,7 +70,7 @@ def test_kmeans_sharing_keeps_zeros_uses_few_values_and_fits_better_than_its_sta
 
 
 def test_layer_code_sensitivity_changes_only_the_named_layer():
-    from helpers.combined import layer_code_sensitivity
+    from helpers.quantization.sharing import layer_code_sensitivity
     from helpers.models import build_model
 
     torch.manual_seed(0)

@@ -1,4 +1,5 @@
-"""What a notebook needs from the stages before it, and from its own committed FULL run.
+"""Where a stage's outputs are: what a notebook needs from the stages before it (this run's
+outputs first, then the committed ``weights/`` and ``results/``), and from its own committed FULL run.
 
 The explore path (a person running a notebook) loads what the FULL run committed instead of
 training it again; when a file is missing it says which one and how to make it, and the notebook
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .paths import REPO_ROOT
+from .paths import REPO_ROOT, OutputDirs
 
 COMMITTED_WEIGHTS = REPO_ROOT / "weights"
 COMMITTED_RESULTS = REPO_ROOT / "results"
@@ -75,3 +76,54 @@ def record_named(records: list[dict] | None, prefix: str) -> dict | None:
     """The first of ``records`` (from ``committed_records``) whose name starts with ``prefix``;
     None when there is none or ``records`` is None (the FULL and QUICK paths)."""
     return next((r for r in records or [] if r["name"].startswith(prefix)), None)
+
+
+def stage_records(results_dir: str | Path, stage: str) -> list[dict]:
+    """The records of ``<results_dir>/<stage>.json`` (an empty list when the file is missing)."""
+    path = Path(results_dir) / f"{stage}.json"
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def find_weights(filename: str, outputs: OutputDirs) -> Path | None:
+    """An earlier stage's weights: this run's own output first, then the committed ``weights/``."""
+    for folder in (outputs.root / "weights", COMMITTED_WEIGHTS):
+        candidate = folder / filename
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def saved_model_of(stage_prefix: str, outputs: OutputDirs, prefer: str = "sparsity", name: str | None = None):
+    """(record, model) of the saved model of notebook ``stage_prefix`` (e.g. "05") named ``name``, or
+    else the one with the highest ``prefer`` value (e.g. sparsity), from this run's results or the
+    committed ones; None if there is none."""
+    from .results import read_results
+    from .storage import load
+
+    for root in dict.fromkeys([outputs.root, REPO_ROOT]):
+        records = [r for r in read_results(root / "results")
+                   if r["stage"].startswith(stage_prefix) and str(r.get("weights_file", "")).endswith(".pt")
+                   and (root / r["weights_file"]).is_file() and name in (None, r["name"])]
+        if records:
+            best = max(records, key=lambda r: r[prefer])
+            return best, load(root / best["weights_file"])
+    return None
+
+
+def load_or_train_baseline(outputs: OutputDirs, splits, quick: bool, epochs: int | None = None, device=None):
+    """(model, path): notebook 01's ``01_baseline.pt`` when present (this run's outputs first, then
+    the committed ``weights/``), else a baseline trained here (1 epoch QUICK, 12 FULL) and saved as
+    ``trained_baseline.pt`` in this run's weights folder. The model is in eval mode on the CPU."""
+    from .data import Batches
+    from .models import build_model
+    from .storage import load, save
+    from .training import fit
+
+    path = find_weights("01_baseline.pt", outputs)
+    if path is not None:
+        return load(path), path
+    model = build_model()
+    fit(model, Batches(splits.train, 128, shuffle=True, augment=True), epochs=epochs or (1 if quick else 12),
+        device=device, desc="baseline")
+    model = model.cpu().eval()
+    return model, save(model, outputs.weights / "trained_baseline.pt", meta={"trained_in": "fallback"})

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from helpers.stages import committed_file, committed_records, how_to_make
+from helpers.artifacts import committed_file, committed_records, how_to_make
 
 
 def test_explore_finds_a_committed_file_and_other_modes_compute(tmp_path):
@@ -31,7 +31,7 @@ FULL_RECORD = {"name": "m", "method": "x", "test_accuracy": 90.0, "sparsity": 0.
 
 
 def test_explore_loads_the_committed_records_and_other_modes_compute(tmp_path, capsys):
-    from helpers.stages import committed_records
+    from helpers.artifacts import committed_records
     (tmp_path / "03_wanda.json").write_text(json.dumps([FULL_RECORD]))
     assert committed_records("03_wanda", "explore", tmp_path) == [FULL_RECORD]
     assert "1 records of" in capsys.readouterr().out
@@ -42,7 +42,7 @@ def test_explore_loads_the_committed_records_and_other_modes_compute(tmp_path, c
 @pytest.mark.parametrize("text", [None, "not json", "[]", '[{"name": "a", "quick": true}]',
                                   json.dumps([{**FULL_RECORD, "test_accuracy": 150.0}])])
 def test_missing_non_full_or_invalid_records_name_the_command_that_makes_them(tmp_path, capsys, text):
-    from helpers.stages import committed_records
+    from helpers.artifacts import committed_records
     if text is not None:
         (tmp_path / "03_wanda.json").write_text(text)
     assert committed_records("03_wanda", "explore", tmp_path) is None
@@ -51,7 +51,7 @@ def test_missing_non_full_or_invalid_records_name_the_command_that_makes_them(tm
 
 
 def test_record_named_finds_the_first_record_by_name_prefix():
-    from helpers.stages import record_named
+    from helpers.artifacts import record_named
 
     records = [{"name": "frontier W4 (.ccz)"}, {"name": "structured distilled float32"}, {"name": "structured distilled int8"}]
     assert record_named(records, "structured distilled") is records[1]
