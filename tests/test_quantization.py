@@ -5,10 +5,9 @@ import torch
 
 from helpers.data import Batches, calibration_batch
 from helpers.models import CNNConfig, build_model
-from helpers.quantization.fake import (activation_qparams, bake_weights, calibrate, check_bits, fake_quantize_activation,
-                                       fake_quantize_weight, fold_batchnorm, levels, ptq, qat,
-                                       quant_layers, quantize_model, quantize_weight, symmetric_range,
-                                       unsigned_range, weight_scales)
+from helpers.quantization.fake import bake_weights, calibrate, fold_batchnorm, ptq, qat, quant_layers, quantize_model
+from helpers.quantization.codes import (activation_qparams, check_bits, fake_quantize_activation, fake_quantize_weight,
+                                        levels, quantize_weight, symmetric_range, unsigned_range, weight_scales)
 from helpers import load, save
 from helpers.quantization.int8 import convert_int8, qat_int8
 from helpers.storage.int8 import Int8FileError
@@ -254,7 +253,7 @@ def test_int8_bad_inputs_are_clear_errors(small_trained, tmp_path):
 
 def _dense_clip_errors(weight, bits):
     """The squared-error table of the MSE clipping search, every weight computed (the reference)."""
-    from helpers.quantization.fake import MSE_RATIOS, symmetric_range
+    from helpers.quantization.codes import MSE_RATIOS, symmetric_range
     qmin, qmax = symmetric_range(bits)
     w2d = weight.reshape(weight.shape[0], -1).float()
     max_abs = w2d.abs().amax(1).clamp(min=1e-12)
@@ -266,7 +265,7 @@ def _dense_clip_errors(weight, bits):
 @pytest.mark.parametrize("zeros", [0.0, 0.5, 0.9, 0.99])
 @pytest.mark.parametrize("bits", [2, 4, 8])
 def test_clip_search_skipping_pruned_zeros_is_bit_for_bit_the_dense_search(zeros, bits):
-    from helpers.quantization.fake import MSE_RATIOS, _pruned_clip_errors, clip_ratios, symmetric_range
+    from helpers.quantization.codes import MSE_RATIOS, _pruned_clip_errors, clip_ratios, symmetric_range
     g = torch.Generator().manual_seed(bits)
     weight = torch.randn(200, 64, 3, 3, generator=g) * torch.rand(200, 1, 1, 1, generator=g)
     weight[torch.rand(weight.shape, generator=g) < zeros] = 0.0

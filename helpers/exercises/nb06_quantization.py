@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..quantization import fake
+from ..quantization import codes as qcodes, fake
 from .core import (Hint, NotImplementedYet, _call, _close, _first_diff, _rand, _shape, _tensor, _weight,
                    course_model, exercise)
 
@@ -29,7 +29,7 @@ def ste_round_reference(x: Tensor) -> Tensor:
 
 
 @exercise("symmetric_scales", "06", "per output channel, max|w_c| / (2^(b-1) - 1): the symmetric weight scale",
-          symmetric_scales_reference, (fake.weight_scales, fake.symmetric_range),
+          symmetric_scales_reference, (qcodes.weight_scales, qcodes.symmetric_range),
           hints=("weight: (out, …); return (out,); 4 bits: q in [-7, 7], so s_c = max|w_c| / 7",))
 def _check_scales(fn):
     """Small weights and fc1 / block2.conv: max|w| / q_max per row; the asymmetric scale is named."""
@@ -62,7 +62,7 @@ def _tie_free(weight: Tensor, s: Tensor) -> Tensor:
 
 
 @exercise("fake_quantize", "06", "round(w / s_c), clamp to ±(2^(b-1) - 1), multiply back by s_c",
-          fake_quantize_reference, (fake.fake_quantize_weight, fake.quantize_weight, fake.symmetric_range),
+          fake_quantize_reference, (qcodes.fake_quantize_weight, qcodes.quantize_weight, qcodes.symmetric_range),
           hints=("weight: (out, …); scales: (out,); return floats of the weight's shape on the levels s_c·q",
                  "q = clamp(round(w / s_c), -(2^(b-1) - 1), 2^(b-1) - 1); ŵ = s_c · q"))
 def _check_fake_quantize(fn):
@@ -72,7 +72,7 @@ def _check_fake_quantize(fn):
     fc2 = _weight("classifier.fc2")
     cases = [(w, torch.tensor([0.1, 0.1]), 4, "a (2, 4) weight, s = 0.1, 4 bits (0.9 and 1.2 clip at ±0.7)"),
              (_rand(3, 2, 3, 3, seed=19), torch.tensor([0.3, 0.5, 0.2]), 2, "a conv weight at 2 bits"),
-             (fc2, fake.weight_scales(fc2, 4, clip="mse"), 4, f"classifier.fc2 of {source}, 4 bits, MSE scales")]
+             (fc2, qcodes.weight_scales(fc2, 4, clip="mse"), 4, f"classifier.fc2 of {source}, 4 bits, MSE scales")]
     for weight, scales, bits, case in cases:
         ref = fake_quantize_reference(weight, scales, bits)
         out = _tensor(_call(fn, weight, scales, bits, case=case))
@@ -98,13 +98,13 @@ def _check_fake_quantize(fn):
 
 
 @exercise("ste_round", "06", "straight-through round: forward round(x), gradient 1 in backward",
-          ste_round_reference, (fake.fake_quantize_weight, fake._QuantMixin.quantized_weight),
+          ste_round_reference, (qcodes.fake_quantize_weight, fake._QuantMixin.quantized_weight),
           hints=("x + (round(x) - x).detach(): the detached part carries the rounding, x the gradient",))
 def _check_ste(fn):
     """5 values and fc1 over its scales: forward round(x), gradient exactly 1 back to x."""
     model, source = course_model()
     fc1 = _weight("classifier.fc1")
-    scales = fake.weight_scales(fc1, 4, clip="max")
+    scales = qcodes.weight_scales(fc1, 4, clip="max")
     for x, case in [(torch.tensor([0.2, 0.7, -1.6, 2.5, -0.4]), "5 values"),
                     (fc1 / scales[:, None], f"classifier.fc1 of {source} divided by its 4-bit scales")]:
         x = x.clone().requires_grad_(True)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..pruning import unstructured
-from ..quantization import fake
+from ..quantization import codes as qcodes
 from ..storage import packed, sparse
 from .core import Hint, _call, _tensor, _weight, course_model, exercise
 
@@ -34,7 +34,7 @@ def _check_pack_bits(fn):
     """Three small cases and fc2's 4-bit codes, byte for byte; LSB-first order is named."""
     model, source = course_model()
     fc2 = _weight("classifier.fc2")
-    codes = fake.quantize_weight(fc2, fake.weight_scales(fc2, 4), 4).numpy().ravel() + 7
+    codes = qcodes.quantize_weight(fc2, qcodes.weight_scales(fc2, 4), 4).numpy().ravel() + 7
     cases = [(np.array([1, 2, 3]), 2, "[1, 2, 3] at 2 bits"), (np.array([5, 0, 7, 1, 6]), 3, "5 values at 3 bits"),
              (np.arange(16) % 16, 4, "0..15 at 4 bits"), (codes.astype(np.int64), 4,
                                                           f"4-bit codes (+7) of classifier.fc2 of {source}")]

@@ -32,7 +32,8 @@ from torch import Tensor, nn
 from ..storage.checkpoint import encode as encode_checkpoint
 from ..quantization.masked import half_precision_side_tensors
 from ..measure import sparsity as model_sparsity
-from ..quantization.fake import CLIP_METHODS, quantize_model
+from ..quantization.fake import quantize_model
+from ..quantization.codes import CLIP_METHODS
 from ..storage.compressed import encode_with_stages
 from .ranking import GlobalRanking, global_ranking
 from . import VAL_IMAGES, block1_output, read_records, val_accuracy, val_accuracy_from_block1, val_subset

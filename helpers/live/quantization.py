@@ -23,8 +23,9 @@ from matplotlib.patches import Rectangle
 from torch import Tensor, nn
 
 from ..data import calibration_batch
-from ..quantization.fake import (ActQuant, QuantSpec, calibrate_from, levels, observe_activations, quant_layers,
+from ..quantization.fake import (ActQuant, QuantSpec, calibrate_from, observe_activations, quant_layers,
                                   quantize_model)
+from ..quantization.codes import levels
 from . import block1_output, check_choice, figure_axes, read_records, val_accuracy, val_accuracy_from_block1, val_subset
 
 HIST_LAYER = "classifier.fc1"  # 84% of the weights; its output channel 0 is drawn

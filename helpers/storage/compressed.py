@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..quantization.fake import quant_layers, symmetric_range
+from ..quantization.fake import quant_layers
+from ..quantization.codes import symmetric_range
 from ..inputs import check_finite
 from .framing import (MAX_HEADER_BYTES, ModelFileError, check_elements, checked_payload, frame, json_bytes,
                       json_header, numel_of)

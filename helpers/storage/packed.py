@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..quantization.fake import dequantize_weight, quant_layers, quantized_model_from, symmetric_range
+from ..quantization.fake import quant_layers, quantized_model_from
+from ..quantization.codes import dequantize_weight, symmetric_range
 from ..inputs import check_finite
 from .framing import (ModelFileError, check_elements, checked_payload, frame, json_bytes, json_header,
                       numel_of, read_model_file)
