@@ -3,7 +3,7 @@ import pytest
 
 from helpers.data import Batches
 from helpers.live import filters
-from helpers.measure import count_macs, count_parameters
+from helpers.counting import count_macs, count_parameters
 from helpers.paths import REPO_ROOT
 from helpers.pruning import structured as st
 from helpers.training import accuracy

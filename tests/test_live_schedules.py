@@ -3,7 +3,7 @@ import pytest
 
 from helpers.data import Batches
 from helpers.live import schedules
-from helpers.measure import layer_sparsity, sparsity
+from helpers.counting import layer_sparsity, sparsity
 from helpers.paths import REPO_ROOT
 from helpers.pruning.schedules import cubic_sparsity, mask_maker
 from helpers.pruning.unstructured import apply_masks

@@ -3,7 +3,7 @@ import pytest
 
 from helpers.data import Batches
 from helpers.live import slimming
-from helpers.measure import count_parameters
+from helpers.counting import count_parameters
 from helpers.paths import REPO_ROOT
 from helpers.pruning import slimming as sl
 from helpers.training import accuracy

@@ -106,7 +106,7 @@ def test_codes_times_scales_are_exactly_the_fake_quantized_weights():
 
 
 def test_baked_weights_give_identical_outputs_and_show_the_zero_codes(random_model):
-    from helpers.measure import sparsity
+    from helpers.counting import sparsity
 
     x = torch.rand(64, 1, 28, 28)
     q = ptq(random_model, x, 2, 2)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from helpers.data import Batches
-from helpers.measure import sparsity
+from helpers.counting import sparsity
 from helpers.pruning.schedules import (PruningSchedule, cubic_sparsity, linear_sparsity,
                                        magnitude_mask_maker, train_with_schedule)
 

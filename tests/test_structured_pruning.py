@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from helpers import load, save
-from helpers.measure import count_macs, count_parameters
+from helpers.counting import count_macs, count_parameters
 from helpers.models import CNNConfig, build_model
 from helpers.pruning import structured as st
 

@@ -254,7 +254,7 @@ def test_lamp_scores_match_the_definition_and_keep_magnitude_order_within_a_laye
 
 
 def test_global_lamp_spreads_sparsity_over_layers(random_model):
-    from helpers.measure import layer_sparsity
+    from helpers.counting import layer_sparsity
 
     pruned, _ = prune_model(random_model, "lamp", 0.9, group="global")
     per_layer = layer_sparsity(pruned)
@@ -265,7 +265,7 @@ def test_global_lamp_spreads_sparsity_over_layers(random_model):
 
 @pytest.mark.parametrize("method", ["magnitude", "lamp"])
 def test_model_wide_global_pruning_counts_the_dense_layers_too(random_model, method):
-    from helpers.measure import sparsity
+    from helpers.counting import sparsity
 
     pruned, masks = prune_model(random_model, method, 0.9, group="global", layers="inner", model_wide=True)
     total = sum(m.weight.numel() for m in prunable_layers(random_model).values())

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from ..storage.checkpoint import encode as encode_checkpoint
 from ..quantization.masked import half_precision_side_tensors
-from ..measure import sparsity as model_sparsity
+from ..counting import sparsity as model_sparsity
 from ..quantization.fake import quantize_model
 from ..quantization.codes import CLIP_METHODS
 from ..storage.compressed import encode_with_stages

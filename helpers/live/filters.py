@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from torch import Tensor
 
-from ..measure import count_macs, count_parameters
+from ..counting import count_macs, count_parameters
 from ..models import FashionCNN
 from ..plots import draw_layer_filters
 from ..pruning import structured as st

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..measure import prunable_weight_count
+from ..counting import prunable_weight_count
 from ..pruning.unstructured import Masks, apply_masks, check_sparsity, compute_scores, select_layers
 
 

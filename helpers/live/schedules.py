@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from ..measure import layer_sparsity, sparsity as model_sparsity
+from ..counting import layer_sparsity, sparsity as model_sparsity
 from ..pruning.schedules import PruningSchedule
 from .ranking import GlobalRanking, global_ranking
 from . import VAL_IMAGES, read_records, val_accuracy, val_subset

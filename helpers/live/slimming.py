@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from torch import Tensor
 
-from ..measure import count_macs, count_parameters
+from ..counting import count_macs, count_parameters
 from ..models import FashionCNN
 from ..pruning import slimming as sl
 from ..pruning import structured as st

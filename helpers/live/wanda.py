@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import calibration_batch
-from ..measure import sparsity as model_sparsity
+from ..counting import sparsity as model_sparsity
 from ..pruning.unstructured import (apply_masks, check_sparsity, input_norms, lamp_scores, magnitude_scores,
                                     masks_from_scores, select_layers, wanda_scores)
 from . import (block1_output, check_choice, figure_axes, read_records, val_accuracy, val_accuracy_from_block1,

@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..measure import prunable_weight_count, sparsity as model_sparsity
+from ..counting import prunable_weight_count, sparsity as model_sparsity
 from .unstructured import (apply_masks, check_sparsity, compute_scores, masks_from_scores,
                            select_layers)
 

@@ -418,7 +418,7 @@ def sweep(model: nn.Module, sparsities: Iterable[float], variants: Mapping[str, 
     and (with ``keep_masks_of``) that layer's mask, e.g. for mask images. ``on_point(pruned, row)``
     is called for every point (e.g. to write a results record).
     """
-    from ..measure import sparsity as model_sparsity
+    from ..counting import sparsity as model_sparsity
 
     rows = []
     for label, kwargs in variants.items():

@@ -3,8 +3,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from helpers.measure import (count_macs, count_nonzero_parameters, file_size, layer_sparsity,
-                             measure_latency, sparsity)
+from helpers.counting import count_macs, count_nonzero_parameters, file_size, layer_sparsity, sparsity
+from helpers.speed import measure_latency
 from helpers.models import build_model
 
 
@@ -46,7 +46,7 @@ def test_file_size_is_bytes_on_disk(tmp_path):
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from helpers.measure import Spread, compare_speed, pool_speed, reuse_freed_memory  # noqa: E402
+from helpers.speed import Spread, compare_speed, pool_speed, reuse_freed_memory  # noqa: E402
 
 
 def _linear_stacks(short: int, long: int, width: int = 256) -> tuple[nn.Sequential, nn.Sequential]:
