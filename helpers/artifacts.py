@@ -9,14 +9,36 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
-from .paths import REPO_ROOT, OutputDirs
+from .paths import REPO_ROOT, OutputDirs, output_dirs, run_mode
+from .records import check_record, read_results
 
 COMMITTED_WEIGHTS = REPO_ROOT / "weights"
 COMMITTED_RESULTS = REPO_ROOT / "results"
 NOTEBOOK_OF = {"01": "01_baseline_training", "02": "02_l1_filter_pruning", "03": "03_wanda",
                "04": "04_network_slimming", "05": "05_oneshot_vs_gradual", "06": "06_quantization",
                "07": "07_combined_compression", "08": "08_comparison"}
+
+
+class RunContext(NamedTuple):
+    """What every notebook's set-up decides: the mode, whether it runs on small subsets, where its
+    outputs go, and the device."""
+
+    mode: str        # "explore" (a person running it), "full" (the batch runner), "quick" (tests)
+    small: bool      # explore and quick: small subsets and short training
+    outputs: OutputDirs
+    device: object
+
+
+def start_run(quick: bool, seed: int) -> RunContext:
+    """The run context of a notebook (``QUICK`` from its parameters), with every generator seeded."""
+    from .training import pick_device, seed_everything
+
+    mode = run_mode(quick)
+    outputs, device = output_dirs(mode), pick_device()
+    seed_everything(seed)
+    return RunContext(mode, mode != "full", outputs, device)
 
 
 def how_to_make(filename: str) -> str:
@@ -56,8 +78,6 @@ def committed_records(stage: str, mode: str, folder: Path = COMMITTED_RESULTS) -
         records = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         records = err
-    from .results import check_record  # results imports torch-heavy helpers; stay light at import
-
     try:
         for index, record in enumerate(records if isinstance(records, list) else []):
             check_record(record, f"{path}, record {index}")
@@ -97,7 +117,6 @@ def saved_model_of(stage_prefix: str, outputs: OutputDirs, prefer: str = "sparsi
     """(record, model) of the saved model of notebook ``stage_prefix`` (e.g. "05") named ``name``, or
     else the one with the highest ``prefer`` value (e.g. sparsity), from this run's results or the
     committed ones; None if there is none."""
-    from .results import read_results
     from .storage import load
 
     for root in dict.fromkeys([outputs.root, REPO_ROOT]):

@@ -5,41 +5,44 @@
     python -m helpers.benchmark --check-against old_speed.json   # how far a new run moved
 
 Every file (``.pt``, ``.sparse``, ``.packed``, ``.ccz``, ``.int8``) is loaded through its loader and
-timed by ``measure.compare_speed`` in a pair with ``weights/01_baseline.pt`` (one pair at a time:
+timed by ``speed.compare_speed`` in a pair with ``weights/01_baseline.pt`` (one pair at a time:
 the reference is timed next to every file, never a whole round of 40 models away), in several passes
-over all files whose rounds are pooled (``measure.pool_speed``): interleaved rounds,
+over all files whose rounds are pooled (``speed.pool_speed``): interleaved rounds,
 process CPU time at a fixed thread count, the median per-round speed-up with its interquartile
 range at batch 1 and 256, wall-clock speed-ups beside it. ``results/speed.json`` is a list of
 records, one per file: ``weights_file``, ``size_bytes``, ``sha256`` (so ``python -m helpers.results
 --check`` sees a re-saved file), ``macs``, ``mac_ratio`` (baseline MACs / model MACs: the ideal
 speed-up), ``speedup`` / ``wall_speedup`` (``{"batch_1": {"median", "q1", "q3"}, "batch_256": ...}``),
 milliseconds per call on both clocks, ``threads``, ``clock``, ``rounds`` (pooled) and ``passes``.
+The file is read and written (atomically) through ``helpers.records``. Nothing is written
+when ``--only`` matches no file, when a speed file it reads is broken, or when a file fails to
+load or time: the error names the pattern or the file.
 """
 from __future__ import annotations
 
 import argparse
 import fnmatch
-import hashlib
-import json
 import os
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 from torch import nn
 
-from .io_utils import write_text_atomic
-from .measure import (SPEED_BATCHES, SPEED_THREADS, SPEED_WARMUP_S, SpeedComparison, compare_speed,
-                      count_macs, file_size, pool_speed)
-from .model_files import CODECS, load
+from .counting import count_macs, file_size
 from .models import build_model
 from .paths import REPO_ROOT
+from .speed import SPEED_BATCHES, SPEED_THREADS, SPEED_WARMUP_S, SpeedComparison, compare_speed, pool_speed
+from .records import format_spread, read_speed_file, sha256_of, write_speed_file
+from .storage import FORMATS, load
 
 BASELINE_FILE = "01_baseline.pt"
 DEFAULT_OUTPUT = REPO_ROOT / "results" / "speed.json"
 INT8_MACS_NOTE = ("FlopCounterMode counts no quantized kernel: MACs of the same architecture in float "
                   "(the file's config)")
-PASSES = 4  # passes over all files, alternately forward and backward (see speed_records)
+PASSES = 4  # passes over all files, alternately forward and backward (see ``time_records()``)
 ROUNDS = 4  # rounds per pair and pass: 16 per file in all; 43 files: about 6.5 min on two cores
 TOLERANCE = 0.10  # --check-against: the largest relative difference of a b256 ratio called agreement
 
@@ -54,9 +57,23 @@ def saved_model_files(weights_dir: str | os.PathLike, only: str | None = None) -
     weights_dir = Path(weights_dir)
     if not weights_dir.is_dir():
         raise FileNotFoundError(f"no weights folder at {weights_dir}")
-    suffixes = CODECS
     return sorted(p for p in weights_dir.iterdir()
-                  if p.is_file() and p.suffix in suffixes and (only is None or fnmatch.fnmatch(p.name, only)))
+                  if p.is_file() and p.suffix in FORMATS and (only is None or fnmatch.fnmatch(p.name, only)))
+
+
+def pattern_problem(only: str) -> str | None:
+    """Why ``only`` is no usable ``--only`` pattern (None when it is): it is matched against the file
+    names in the weights folder, so an empty pattern, spaces around it, a list or a folder never match."""
+    if not only.strip():
+        return (f"--only: empty pattern {only!r}; give a file-name pattern like '03_*' "
+                "(leave --only out to time every file)")
+    if only != only.strip():
+        return f"--only: pattern {only!r} has spaces around it; write it without them, like '03_*'"
+    if "," in only:
+        return f"--only: {only!r} is a list; give one file-name pattern, e.g. '0[34]_*' for 03 and 04"
+    if "/" in only or os.sep in only:
+        return f"--only: {only!r} names a folder; the pattern matches file names in --weights-dir, like '03_*'"
+    return None
 
 
 def model_macs(model: nn.Module) -> tuple[int, str | None]:
@@ -65,10 +82,6 @@ def model_macs(model: nn.Module) -> tuple[int, str | None]:
     if macs == 0 and hasattr(model, "config"):
         return count_macs(build_model(model.config)), INT8_MACS_NOTE
     return macs, None
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _spreads(comparison: SpeedComparison, name: str, attribute: str) -> dict:
@@ -99,7 +112,51 @@ def _reference_timing(comparisons: list[SpeedComparison], reference: str) -> dic
                      for b in batches} for key in ("cpu_ms", "wall_ms")}}
 
 
-def speed_records(paths: list[Path], reference: Path, threads: int = SPEED_THREADS,
+class BenchmarkError(RuntimeError):
+    """A file that could not be loaded, counted or timed; the message names it."""
+
+
+@contextmanager
+def naming(what: str) -> Iterator[None]:
+    """Re-raise any error inside as a ``BenchmarkError`` saying ``what`` failed (e.g. "timing weights/x.pt")."""
+    try:
+        yield
+    except Exception as err:
+        raise BenchmarkError(f"{what} failed ({type(err).__name__}: {err})") from err
+
+
+def _load_models(paths: list[Path], names: dict[Path, str], progress: bool) -> tuple[dict, dict]:
+    """name -> model and name -> (MACs, note) of every file in ``paths``; a failure names its file."""
+    from tqdm.auto import tqdm
+
+    models, macs = {}, {}
+    for path in tqdm(paths, desc="loading", disable=not progress):
+        name = names[path]
+        with naming(f"loading {name}"):
+            models[name] = load_saved_model(path)
+        with naming(f"counting the MACs of {name}"):
+            macs[name] = model_macs(models[name])
+    return models, macs
+
+
+def _time_pairs(models: dict[str, nn.Module], ref: str, passes: int, progress: bool,
+                **timing) -> dict[str, SpeedComparison]:
+    """Each file timed in a pair with ``ref`` in ``passes`` passes (forward, backward, ...), its rounds
+    pooled; ``timing`` goes to ``compare_speed``. A failure names the file."""
+    from tqdm.auto import tqdm
+
+    order = [n for n in models if n != ref] or [ref]
+    timed = {name: [] for name in order}
+    with tqdm(total=passes * len(order), desc="timing pairs", disable=not progress) as bar:
+        for k in range(passes):
+            for name in order if k % 2 == 0 else order[::-1]:
+                with naming(f"timing {name} in a pair with {ref}"):
+                    timed[name].append(compare_speed({ref: models[ref], name: models[name]}, ref, **timing))
+                bar.update()
+    return {name: pool_speed(parts) for name, parts in timed.items()}
+
+
+def time_records(paths: list[Path], reference: Path, threads: int = SPEED_THREADS,
                   rounds: int = ROUNDS, warmup_s: float = SPEED_WARMUP_S,
                   calls_per_round: int | None = None, batch_sizes=SPEED_BATCHES,
                   progress: bool = True, passes: int = PASSES) -> list[dict]:
@@ -110,27 +167,16 @@ def speed_records(paths: list[Path], reference: Path, threads: int = SPEED_THREA
     average, in the middle of the run. A slow change of the machine during the run (measured here:
     the baseline's CPU time per call at batch 256 fell from 260 to 185 ms within two minutes while
     the small models' stayed) then weighs on every file alike instead of on the files timed during it.
+    A file that fails to load or time raises a ``BenchmarkError`` naming it.
     """
     if not isinstance(passes, int) or isinstance(passes, bool) or passes < 1:
         raise ValueError(f"passes must be an integer >= 1, got {passes!r}")
-    from tqdm.auto import tqdm
-
     paths = [reference] + [p for p in paths if p.resolve() != reference.resolve()]
-    root = reference.parent.parent
-    names = {p: _relative(p, root) for p in paths}
-    models = {names[p]: load_saved_model(p) for p in tqdm(paths, desc="loading", disable=not progress)}
-    macs = {name: model_macs(model) for name, model in models.items()}
+    names = {p: _relative(p, reference.parent.parent) for p in paths}
+    models, macs = _load_models(paths, names, progress)
     ref = names[reference]
-    order = [n for n in models if n != ref] or [ref]
-    timed = {name: [] for name in order}
-    with tqdm(total=passes * len(order), desc="timing pairs", disable=not progress) as bar:
-        for k in range(passes):
-            for name in order if k % 2 == 0 else order[::-1]:
-                timed[name].append(compare_speed({ref: models[ref], name: models[name]}, ref,
-                                                 batch_sizes=batch_sizes, threads=threads, rounds=rounds,
-                                                 calls_per_round=calls_per_round, warmup_s=warmup_s))
-                bar.update()
-    pairs = {name: pool_speed(parts) for name, parts in timed.items()}
+    pairs = _time_pairs(models, ref, passes, progress, batch_sizes=batch_sizes, threads=threads, rounds=rounds,
+                        calls_per_round=calls_per_round, warmup_s=warmup_s)
     measured = datetime.now(timezone.utc).isoformat(timespec="seconds")
     reference_macs = macs[ref][0]
     any_pair = next(iter(pairs.values()))  # every pair ran at the same threads, clock and rounds
@@ -164,17 +210,6 @@ def merge_records(new: list[dict], old: list[dict], weights_root: Path) -> list[
     return sorted(new + kept, key=lambda r: r["weights_file"])
 
 
-def read_speed_file(path: str | os.PathLike) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no speed file at {path}: run python -m helpers.benchmark")
-    records = json.loads(path.read_text())
-    if not isinstance(records, list) or not all(isinstance(r, dict) and "weights_file" in r
-                                                and "speedup" in r for r in records):
-        raise ValueError(f"{path} is not a list of speed records (each with weights_file and speedup)")
-    return records
-
-
 def b256_differences(new: list[dict], old: list[dict]) -> list[tuple[str, float, float, float]]:
     """(file, old ratio, new ratio, new/old - 1) of the batch-256 median speed-ups of files in both."""
     before = {r["weights_file"]: r["speedup"]["batch_256"]["median"] for r in old if "batch_256" in r["speedup"]}
@@ -184,14 +219,14 @@ def b256_differences(new: list[dict], old: list[dict]) -> list[tuple[str, float,
 
 
 def _print_table(records: list[dict]) -> None:
-    print(f"{'weights file':40s} {'MAC ratio':>9s}  {'speed-up b1 (q1-q3)':>22s}  {'speed-up b256 (q1-q3)':>22s}")
+    print(f"{'weights file':40s} {'MAC ratio':>9s}  {'speed-up b1 (q1–q3)':>22s}  {'speed-up b256 (q1–q3)':>22s}")
     for r in records:
-        cells = [f"{s['median']:.2f} ({s['q1']:.2f}-{s['q3']:.2f})" for s in
+        cells = [format_spread(s["median"], s["q1"], s["q3"]) for s in
                  (r["speedup"].get("batch_1"), r["speedup"].get("batch_256")) if s]
         print(f"{r['weights_file']:40s} {r['mac_ratio']:9.2f}  " + "  ".join(f"{c:>22s}" for c in cells))
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights-dir", type=Path, default=REPO_ROOT / "weights")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
@@ -205,30 +240,56 @@ def main(argv=None) -> int:
                         help="a previous speed.json: print how far each b256 ratio moved")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE,
                         help="--check-against exits 1 when a b256 ratio moved by more than this (0.10)")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _selection(parser: argparse.ArgumentParser, args) -> tuple[list[Path], list[dict] | None, list[dict] | None]:
+    """The files to time, the records of ``--output`` to keep (``--only``) and those of
+    ``--check-against``: all checked before minutes of timing, any problem a parser error (nothing written)."""
     reference = args.weights_dir / BASELINE_FILE
     if not reference.is_file():
         parser.error(f"the reference {reference} does not exist")
-    previous = read_speed_file(args.check_against) if args.check_against else None
+    if args.only is not None and (problem := pattern_problem(args.only)):
+        parser.error(problem)
+    try:
+        previous = read_speed_file(args.check_against) if args.check_against else None
+        kept = read_speed_file(args.output) if args.only and args.output.is_file() else None
+    except (OSError, ValueError) as err:
+        parser.error(f"{err}; {args.output} not written")
     paths = saved_model_files(args.weights_dir, args.only)
-    records = speed_records(paths, reference, threads=args.threads, rounds=args.rounds, passes=args.passes,
-                            warmup_s=args.warmup_s, calls_per_round=args.calls_per_round)
-    if args.only and args.output.is_file():
-        records = merge_records(records, read_speed_file(args.output), args.weights_dir.parent)
-    write_text_atomic(args.output, json.dumps(records, indent=2) + "\n")
+    if not paths:
+        parser.error(f"--only {args.only!r} matches no saved model in {args.weights_dir}; {args.output} not written")
+    return paths, kept, previous
+
+
+def _report_moves(records: list[dict], previous: list[dict], against: Path, tolerance: float) -> int:
+    """Print how far each b256 ratio moved against ``previous``; 1 when one moved beyond ``tolerance``."""
+    differences = b256_differences(records, previous)
+    print(f"\nbatch-256 speed-ups against {against}:")
+    for name, before, now, change in differences:
+        flag = "  <-- beyond tolerance" if abs(change) > tolerance else ""
+        print(f"{name:40s} {before:6.2f} -> {now:6.2f}  {change:+6.1%}{flag}")
+    beyond = sum(abs(change) > tolerance for *_, change in differences)
+    print(f"{beyond} of {len(differences)} b256 ratios moved by more than {tolerance:.0%}")
+    return 1 if beyond else 0
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    paths, kept, previous = _selection(parser, args)
+    try:
+        records = time_records(paths, args.weights_dir / BASELINE_FILE, threads=args.threads, rounds=args.rounds,
+                                passes=args.passes, warmup_s=args.warmup_s, calls_per_round=args.calls_per_round)
+    except BenchmarkError as err:
+        print(f"error: {err}; {args.output} not written", file=sys.stderr)
+        return 1
+    if kept is not None:
+        records = merge_records(records, kept, args.weights_dir.parent)
+    write_speed_file(args.output, records)
     _print_table(records)
     print(f"wrote {args.output} ({len(records)} records)")
-    if previous is None:
-        return 0
-    differences = b256_differences(records, previous)
-    print(f"\nbatch-256 speed-ups against {args.check_against}:")
-    for name, before, now, change in differences:
-        flag = "  <-- beyond tolerance" if abs(change) > args.tolerance else ""
-        print(f"{name:40s} {before:6.2f} -> {now:6.2f}  {change:+6.1%}{flag}")
-    beyond = sum(abs(change) > args.tolerance for *_, change in differences)
-    print(f"{beyond} of {len(differences)} b256 ratios moved by more than {args.tolerance:.0%}")
-    return 1 if beyond else 0
+    return 0 if previous is None else _report_moves(records, previous, args.check_against, args.tolerance)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Comparing every method from the recorded results only: Pareto frontiers and budget queries."""
+"""Comparing every method from the recorded results only: Pareto frontiers and budget queries.
+
+Reads the records through ``helpers.records`` (below this module); ``helpers.results``
+(the README) imports ``frontier_markdown`` from here, never the reverse.
+"""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -6,7 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from .paths import REPO_ROOT
-from .results import is_saved_model, read_results, read_speed
+from .records import format_spread, is_saved_model, read_results, read_speed
 
 STAGE_NAMES = {"01": "baseline", "02": "L1 filter pruning", "03": "Wanda / magnitude",
                "04": "Network Slimming", "05": "one-shot vs gradual", "06": "quantization",
@@ -161,7 +165,8 @@ def frontier_markdown(results_dir=REPO_ROOT / "results", budget_pp: float = 1.0)
         if r["model"] is None:
             lines.append(f"| {r['target']} | none within budget | | | | | no |")
             continue
-        speed = "–" if pd.isna(r["speedup b256"]) else f"{r['speedup b256']:.2f}× ({r['speedup q1-q3'].replace('-', '–')})"
+        speed = "–" if pd.isna(r["speedup b256"]) else format_spread(
+            r["speedup b256"], *(float(q) for q in r["speedup q1-q3"].split("-")))
         lines.append(f"| {r['target'].replace('>=', '≥')} | {r['model']} | {r['x smaller']:.1f}× | {r['x fewer params']:.2f}× "
                      f"| {speed} | {r['test acc']:.2f} ({r['test vs baseline (pp)']:+.2f}) | {'yes' if r['met'] else 'no'} |")
     return "\n".join(lines)

@@ -23,6 +23,7 @@ SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 DATA_ENV = "COURSE_DATA_DIR"
 OUTPUT_ENV = "COURSE_OUTPUT_DIR"
 MODE_ENV = "COURSE_MODE"
+HEADLESS_ENV = "COURSE_HEADLESS"  # set by helpers.run_notebooks: no front end will ever show a widget
 MODES = ("explore", "quick", "full")
 ENV_MODES = ("explore", "full")  # the values $COURSE_MODE may take (QUICK is a notebook parameter)
 MODE_OUTPUT_ROOTS = {"explore": REPO_ROOT / ".explore", "quick": REPO_ROOT / ".quick", "full": REPO_ROOT}

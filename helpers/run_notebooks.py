@@ -12,7 +12,9 @@ injected ``QUICK = True`` (QUICK notebooks are never committed). Every run is he
 
 Executed copies go to ``.runs/<mode>/`` (ignored by git), without the stale ``metadata.widgets``.
 With ``--in-place`` (FULL only) the executed notebooks atomically replace the sources, so the
-committed notebooks carry the outputs of the run that produced the committed results. A failing
+committed notebooks carry the outputs of the run that produced the committed results; the
+README's generated section, which quotes the notebooks' papermill durations, is then regenerated
+from the replaced notebooks (as ``python -m helpers.results --write-readme``). A failing
 cell stops a FULL or QUICK run with a non-zero exit that names the notebook and the cell; an
 explore run goes on with the next notebook (they are independent) and flags any notebook over
 the explore budget of ``EXPLORE_BUDGET_S`` seconds.
@@ -32,9 +34,10 @@ from typing import Iterator
 
 from .io_utils import atomic_path, write_text_atomic
 from .paths import ENV_MODES, MODE_ENV, MODES, NOTEBOOKS_DIR, REPO_ROOT
-from .widgets import HEADLESS_ENV
+from .paths import HEADLESS_ENV
 
 RUNS_DIR = REPO_ROOT / ".runs"
+README_ROOT = REPO_ROOT  # the README.md, results/ and notebooks/ an --in-place run keeps in step
 EXPLORE_BUDGET_S = 60.0  # a person reaches the first slider within a minute (issue 14)
 CELL_TIMEOUT_S = 600     # QUICK and explore: a cell running 10 minutes is hung, not slow
 
@@ -54,22 +57,42 @@ def numbered_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
     return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
 
 
+def _list_problem(only: str) -> str | None:
+    """Why the comma list ``only`` is malformed (None when it is not): empty, an empty item (a stray
+    comma) or spaces in an item."""
+    items = only.split(",")
+    if not "".join(items).strip():
+        return f"--only: empty selection {only!r}; name notebooks like --only 01,03 (leave --only out to run them all)"
+    if "" in items:
+        return f"--only: {only!r} has an empty item (a stray comma); name notebooks like --only 01,03"
+    spaced = next((item for item in items if any(c.isspace() for c in item)), None)
+    if spaced is not None:
+        return f"--only: {only!r} has spaces in {spaced!r}; name notebooks without them, like --only 01,03"
+    return None
+
+
 def select(notebooks: list[Path], only: str | None) -> list[Path]:
-    """The notebooks whose number (``01``) or stem is in the comma list ``only``; all when None."""
+    """The notebooks whose number (``01``) or stem is in the comma list ``only``, in order; all when None.
+
+    A malformed list is refused (SystemExit with the reason): see ``_list_problem``, a notebook
+    named twice, or a name no notebook has."""
     if only is None:
         return notebooks
-    wanted = [w.strip() for w in only.split(",") if w.strip()]
-    if not wanted:
-        raise SystemExit(f"--only: empty selection {only!r}; name notebooks like --only 01,03 "
-                         f"(leave --only out to run them all)")
-    chosen, unknown = [], []
-    for w in wanted:
-        hits = [nb for nb in notebooks if nb.stem == w or nb.stem.split("_")[0] == w.zfill(2)]
-        (chosen.extend(hits) if hits else unknown.append(w))
+    if problem := _list_problem(only):
+        raise SystemExit(problem)
+    items = only.split(",")
+    chosen, unknown = {}, []
+    for item in items:
+        hits = [nb for nb in notebooks if nb.stem == item or nb.stem.split("_")[0] == item.zfill(2)]
+        unknown.extend([] if hits else [item])
+        for nb in hits:
+            if nb in chosen:
+                raise SystemExit(f"--only: {only!r} names {nb.stem} twice ({chosen[nb]} and {item})")
+            chosen[nb] = item
     if unknown:
         known = ", ".join(nb.stem for nb in notebooks)
         raise SystemExit(f"--only: no notebook named {', '.join(unknown)} (known: {known})")
-    return sorted(set(chosen))
+    return sorted(chosen)
 
 
 @contextmanager
@@ -192,6 +215,20 @@ def run_series(notebooks: list[Path], mode: str, in_place: bool = False, log_out
     return outcomes
 
 
+def refresh_readme(root: Path | None = None) -> str | None:
+    """Regenerate the README's results section of ``root`` (``README_ROOT``) as ``python -m helpers.results
+    --write-readme`` does: after an in-place run it quotes the papermill durations of the notebooks just
+    replaced, not of those the run started from. Returns the error, None when it worked."""
+    from .results import update_readme  # torch and pandas: only when a run replaced notebooks
+
+    try:
+        fresh = update_readme(root=root or README_ROOT)
+    except (OSError, ValueError) as err:
+        return f"README.md's results table not regenerated ({err}): run python -m helpers.results --write-readme"
+    print("README.md's results table " + ("was already up to date" if fresh else "regenerated"))
+    return None
+
+
 def run_explore(notebooks: list[Path] | None = None, runs_dir: Path | None = None) -> list[Outcome]:
     """Every notebook (or ``notebooks``) on the explore path, headless: the committed files untouched."""
     return run_series(numbered_notebooks() if notebooks is None else notebooks, "explore",
@@ -234,11 +271,14 @@ def main(argv=None) -> int:
     problems = [o for o in outcomes if o.status != "ok"]
     for o in problems:
         print(f"ERROR: {o.name} {o.detail}", file=sys.stderr)
+    readme_error = refresh_readme() if args.in_place and len(problems) < len(outcomes) else None
+    if readme_error:
+        print(f"ERROR: {readme_error}", file=sys.stderr)
     if mode == "explore":
         for o in over_budget(outcomes):
             print(f"WARNING: {o.name} took {o.seconds:.0f} s on the explore path "
                   f"(budget {EXPLORE_BUDGET_S:.0f} s)", file=sys.stderr)
-    return 1 if problems else 0
+    return 1 if problems or readme_error else 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
+from .records import format_spread
+
 LATENCY_THREADS = 2  # the course machine has two cores; every latency is measured with these
 LATENCY_BATCHES = (1, 256)
 
@@ -71,7 +73,7 @@ class Spread:
         return cls(float(median), float(q1), float(q3))
 
     def __str__(self) -> str:
-        return f"{self.median:.2f}× ({self.q1:.2f}–{self.q3:.2f})"
+        return format_spread(self.median, self.q1, self.q3)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from tqdm.std import tqdm as text_tqdm
 
-from .widgets import HEADLESS_ENV
+from .paths import HEADLESS_ENV
 
 DEVICE_ENV = "COURSE_DEVICE"
 
@@ -288,9 +288,9 @@ class DistillationComparison:
         return acc["distilled"] - acc["plain"]
 
     def verdict(self) -> str:
-        """One line on the difference, read against the re-run spread (``results.is_tie``) on both splits:
+        """One line on the difference, read against the re-run spread (``records.is_tie``) on both splits:
         "helped" or "hurt" only where validation (the choice split) and test (the report) agree beyond it."""
-        from .results import RERUN_SPREAD_PP, is_tie
+        from .records import RERUN_SPREAD_PP, is_tie
 
         splits = {"test": self.test_accuracy, "validation": self.val_accuracy}
         gains = {name: acc["distilled"] - acc["plain"] for name, acc in splits.items() if acc}

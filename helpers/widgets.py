@@ -19,9 +19,8 @@ from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
 
-from .paths import MODE_ENV
+from .paths import HEADLESS_ENV, MODE_ENV
 
-HEADLESS_ENV = "COURSE_HEADLESS"  # set by helpers.run_notebooks: no front end will ever show a widget
 
 
 # --------------------------------------------------------------------------------------------- helpers

@@ -1,4 +1,4 @@
-"""helpers.stages: the explore path loads committed files, says how to make a missing one."""
+"""helpers.artifacts: the explore path loads committed files, says how to make a missing one; the run context."""
 import json
 
 import pytest
@@ -58,3 +58,24 @@ def test_record_named_finds_the_first_record_by_name_prefix():
     assert record_named(records, "structured distilled int8") is records[2]
     assert record_named(records, "deep compressed") is None
     assert record_named(None, "frontier") is None  # FULL and QUICK: no committed records
+
+
+@pytest.mark.parametrize("quick, env, mode, small", [(True, "full", "quick", True), (False, "full", "full", False),
+                                                     (False, None, "explore", True)])
+def test_start_run_gives_the_mode_outputs_and_device_and_seeds(monkeypatch, tmp_path, quick, env, mode, small):
+    import torch
+
+    from helpers.artifacts import start_run
+
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    if env is None:
+        monkeypatch.delenv("COURSE_MODE", raising=False)
+    else:
+        monkeypatch.setenv("COURSE_MODE", env)
+    run = start_run(quick, seed=7)
+    first = torch.rand(3)
+    assert (run.mode, run.small, run.outputs.root, run.outputs.mode) == (mode, small, tmp_path, mode)
+    assert isinstance(run.device, torch.device)
+    start_run(quick, seed=7)
+    assert torch.equal(torch.rand(3), first)  # seeded: the same draws again

@@ -4,11 +4,10 @@ import json
 import pytest
 import torch
 
-from helpers import save_model
+from helpers import save
 from helpers.benchmark import INT8_MACS_NOTE, b256_differences, load_saved_model, main
 from helpers.models import CNNConfig, build_model
-from helpers.quantization.int8 import convert_int8, save_int8
-from helpers.storage.sparse import save_sparse_model
+from helpers.quantization.int8 import convert_int8
 
 
 @pytest.fixture
@@ -17,13 +16,14 @@ def weights_dir(tmp_path):
     folder = tmp_path / "weights"
     torch.manual_seed(1)
     baseline = build_model(CNNConfig(conv_channels=(16, 32, 64), fc_features=(200, 50))).eval()
-    save_model(baseline, folder / "01_baseline.pt")
-    save_model(build_model(CNNConfig(conv_channels=(4, 8, 16), fc_features=(50, 12))).eval(), folder / "02_small.pt")
-    save_sparse_model(baseline, folder / "03_dense_as_sparse.sparse")
-    save_int8(convert_int8(baseline, torch.rand(16, 1, 28, 28)), folder / "06_x.int8")
+    save(baseline, folder / "01_baseline.pt")
+    save(build_model(CNNConfig(conv_channels=(4, 8, 16), fc_features=(50, 12))).eval(), folder / "02_small.pt")
+    save(baseline, folder / "03_dense_as_sparse.sparse")
+    save(convert_int8(baseline, torch.rand(16, 1, 28, 28)), folder / "06_x.int8")
     return folder
 
 
+@pytest.mark.timing
 def test_benchmark_times_every_file_against_the_baseline(weights_dir, tmp_path, capsys):
     output = tmp_path / "results" / "speed.json"
     assert main(["--weights-dir", str(weights_dir), "--output", str(output), "--rounds", "3", "--passes", "2",
@@ -60,6 +60,7 @@ def test_benchmark_times_every_file_against_the_baseline(weights_dir, tmp_path, 
     assert "b256 ratios moved by more than" in capsys.readouterr().out
 
 
+@pytest.mark.timing
 def test_each_file_is_timed_in_a_pair_with_the_reference(weights_dir, tmp_path, monkeypatch):
     import helpers.benchmark as benchmark
 
@@ -70,7 +71,7 @@ def test_each_file_is_timed_in_a_pair_with_the_reference(weights_dir, tmp_path, 
         return real(models, reference, **kwargs)
 
     monkeypatch.setattr(benchmark, "compare_speed", spy)
-    records = benchmark.speed_records(benchmark.saved_model_files(weights_dir), weights_dir / "01_baseline.pt",
+    records = benchmark.time_records(benchmark.saved_model_files(weights_dir), weights_dir / "01_baseline.pt",
                                       rounds=3, warmup_s=0.0, batch_sizes=(1, 4), progress=False, passes=2)
     assert len(seen) == 6 and all(len(pair) == 2 and "weights/01_baseline.pt" in pair for pair in seen)
     assert {name for pair in seen for name in pair} == {r["weights_file"] for r in records}
@@ -78,7 +79,7 @@ def test_each_file_is_timed_in_a_pair_with_the_reference(weights_dir, tmp_path, 
     assert files[3:] == files[:3][::-1]  # the second pass runs backward: each file sits mid-run on average
     assert all(r["rounds"] == 6 and r["passes"] == 2 for r in records)
     with pytest.raises(ValueError, match="passes"):
-        benchmark.speed_records([], weights_dir / "01_baseline.pt", passes=0)
+        benchmark.time_records([], weights_dir / "01_baseline.pt", passes=0)
     reference = next(r for r in records if r["weights_file"] == "weights/01_baseline.pt")
     assert reference["speedup"]["batch_4"] == {"median": 1.0, "q1": 1.0, "q3": 1.0}
 
@@ -96,3 +97,103 @@ def test_unknown_suffix_and_missing_reference_are_refused(tmp_path):
         load_saved_model(tmp_path / "model.onnx")
     with pytest.raises(SystemExit):
         main(["--weights-dir", str(tmp_path), "--output", str(tmp_path / "speed.json")])
+
+
+# --- nothing is written on an empty or failed selection; every error names its file -------------
+
+@pytest.fixture
+def committed(tmp_path):
+    """A speed file as committed (in a tmp folder), and a check that it is still byte for byte the same."""
+    output = tmp_path / "results" / "speed.json"
+    output.parent.mkdir()
+    output.write_text(json.dumps([{"weights_file": "weights/01_baseline.pt",
+                                   "speedup": {"batch_256": {"median": 1.0, "q1": 1.0, "q3": 1.0}}}], indent=2))
+    before = output.read_bytes()
+
+    def unchanged():
+        return output.read_bytes() == before and sorted(p.name for p in output.parent.iterdir()) == ["speed.json"]
+    return output, unchanged
+
+
+@pytest.fixture
+def no_timing(monkeypatch):
+    """Fail the test if anything is timed: these refusals come before minutes of timing."""
+    import helpers.benchmark as benchmark
+
+    def never(*args, **kwargs):
+        raise AssertionError("timed")
+    monkeypatch.setattr(benchmark, "time_records", never)
+
+
+@pytest.mark.parametrize("only, message", [
+    ("nomatch*", "--only 'nomatch*' matches no saved model in {weights}; {output} not written"),
+    ("02_small", "--only '02_small' matches no saved model in {weights}; {output} not written"),
+    ("", "--only: empty pattern ''; give a file-name pattern like '03_*' (leave --only out to time every file)"),
+    ("  ", "--only: empty pattern '  '"),
+    (" 02_*", "--only: pattern ' 02_*' has spaces around it; write it without them, like '03_*'"),
+    ("02_*,03_*", "--only: '02_*,03_*' is a list; give one file-name pattern, e.g. '0[34]_*' for 03 and 04"),
+    ("weights/02_*", "--only: 'weights/02_*' names a folder; the pattern matches file names in --weights-dir"),
+])
+def test_an_only_pattern_that_selects_nothing_writes_nothing(weights_dir, committed, no_timing, only, message, capsys):
+    output, unchanged = committed
+    with pytest.raises(SystemExit) as refused:
+        main(["--weights-dir", str(weights_dir), "--output", str(output), "--only", only])
+    assert refused.value.code == 2
+    assert f"error: {message.format(weights=weights_dir, output=output)}" in capsys.readouterr().err
+    assert unchanged()
+
+
+@pytest.mark.parametrize("text, where", [("[\n  {\"weights_file\": 1,}\n]", "line 2 column 22"),
+                                         ("", "line 1 column 1"), ("[1, 2", "line 1 column 6")])
+def test_a_broken_speed_file_is_named_before_any_timing(weights_dir, committed, no_timing, text, where, capsys):
+    output, unchanged = committed
+    broken = output.parent.parent / "old.json"
+    broken.write_text(text)
+    for argv in (["--check-against", str(broken)], ["--output", str(broken), "--only", "02_*"]):
+        with pytest.raises(SystemExit) as refused:
+            main(["--weights-dir", str(weights_dir), "--output", str(output), *argv])
+        assert refused.value.code == 2
+        err = capsys.readouterr().err
+        assert f"error: {broken} is not valid JSON (" in err and f": {where}); restore it from git or run " \
+            "python -m helpers.benchmark;" in err and err.rstrip().endswith("not written")
+    assert unchanged() and broken.read_text() == text
+
+
+def test_a_speed_file_of_other_records_is_named_with_the_record(weights_dir, committed, no_timing, capsys):
+    output, unchanged = committed
+    output.write_text('[{"weights_file": "weights/01_baseline.pt", "speedup": {}}, {"weights_file": "x"}]')
+    before = output.read_bytes()
+    with pytest.raises(SystemExit):
+        main(["--weights-dir", str(weights_dir), "--output", str(output), "--only", "02_*"])
+    assert (f"error: {output} is not a list of speed records (each with weights_file and speedup): "
+            'record 1 is {"weights_file": "x"};') in capsys.readouterr().err
+    assert output.read_bytes() == before
+
+
+def test_a_file_that_fails_to_time_writes_nothing_and_is_named(weights_dir, committed, monkeypatch, capsys):
+    import helpers.benchmark as benchmark
+
+    output, unchanged = committed
+    real = benchmark.compare_speed
+
+    def flaky(models, reference, **kwargs):
+        if "weights/03_dense_as_sparse.sparse" in models:
+            raise RuntimeError("out of memory")
+        return real(models, reference, **kwargs)
+    monkeypatch.setattr(benchmark, "compare_speed", flaky)
+    assert main(["--weights-dir", str(weights_dir), "--output", str(output), "--rounds", "3", "--passes", "1",
+                 "--warmup-s", "0", "--calls-per-round", "1"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (  # the lines above it: progress bars
+        "error: timing weights/03_dense_as_sparse.sparse in a pair with weights/01_baseline.pt failed "
+        f"(RuntimeError: out of memory); {output} not written")
+    assert unchanged()
+
+
+def test_a_file_that_fails_to_load_writes_nothing_and_is_named(weights_dir, committed, capsys):
+    output, unchanged = committed
+    (weights_dir / "04_broken.pt").write_bytes(b"not a checkpoint")
+    assert main(["--weights-dir", str(weights_dir), "--output", str(output), "--only", "04_*"]) == 1
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("error: loading weights/04_broken.pt failed (") and "04_broken.pt" in err.split("(", 1)[1]
+    assert err.endswith(f"; {output} not written")
+    assert unchanged()

@@ -18,6 +18,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE = "live_slider.ipynb"
 FIXTURE_BUDGET_S = 90
 
+pytestmark = pytest.mark.browser  # a real Chromium drives Jupyter: `-m 'not browser'` skips it
+
 
 
 @pytest.fixture(scope="module")

@@ -174,3 +174,28 @@ def test_frontier_markdown_is_a_table_row_per_target(results_dir):
     assert len(rows) == 2
     assert "02 l1_r50" in rows[1] and "4.00×" in rows[1] and "3.00× (2.80–3.20)" in rows[1] and rows[1].endswith("| yes |")
     assert "3.3×" in rows[0] and rows[0].endswith("| no |")  # 1000 / 300 bytes: far from 100x
+
+
+def test_a_broken_speed_file_is_named_by_the_comparison(results_dir):
+    (results_dir / "speed.json").write_text("[{]")
+    with pytest.raises(ValueError, match=r"speed.json is not valid JSON \(Expecting property name enclosed in "
+                                         r"double quotes: line 1 column 3\)"):
+        records_frame(results_dir)
+
+
+def _helpers_imported_by(module: str) -> set[str]:
+    """The ``helpers`` modules that ``helpers/<module>.py`` imports (at any depth of its code)."""
+    import ast
+
+    from helpers.paths import REPO_ROOT
+
+    tree = ast.parse((REPO_ROOT / "helpers" / f"{module}.py").read_text())
+    return {node.module.lstrip(".").split(".")[0] for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module}
+
+
+def test_imports_go_one_way_results_over_comparison_over_records():
+    assert "results" not in _helpers_imported_by("comparison"), "comparison must not import results (a cycle)"
+    assert {"comparison", "records"} <= _helpers_imported_by("results")
+    assert _helpers_imported_by("records") <= {"io_utils", "paths"}
+    assert "results" not in _helpers_imported_by("benchmark") and "records" in _helpers_imported_by("benchmark")

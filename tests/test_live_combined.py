@@ -83,6 +83,6 @@ def test_a_move_equals_its_uncached_computation_and_the_full_forward(state):
     uncached = combined.compute_point(state, 0.8, 3)
     assert uncached["bytes"] == first["bytes"] and uncached["val_accuracy"] == first["val_accuracy"]
     # the stored first-block output gives the accuracy of the whole model's forward pass
-    pruned, _ = state.ranking.pruned_copy(state.model, 0.8)
+    pruned = apply_masks(copy.deepcopy(state.model).eval(), state.ranking.masks(0.8))
     qmodel = half_precision_side_tensors(quantize_model(pruned, 3, None))
     assert first["val_accuracy"] == val_accuracy(qmodel, state.images, state.labels)

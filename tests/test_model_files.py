@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from helpers import ModelFileError, load, save
-from helpers.model_files import CODECS
+from helpers.storage import FORMATS as CODECS
 from helpers.models import CNNConfig, build_model, prunable_layers
 from helpers.quantization.fake import ptq
 from helpers.quantization.int8 import convert_int8

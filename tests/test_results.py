@@ -9,10 +9,10 @@ from helpers.results import (README_END, README_START, make_record, read_results
 
 
 def test_record_measures_what_it_reports(tmp_path, random_model):
-    from helpers import save_model
+    from helpers import save
 
     outputs = OutputDirs(tmp_path, "quick")
-    path = save_model(random_model, outputs.weights / "01_x.pt")
+    path = save(random_model, outputs.weights / "01_x.pt")
     record = make_record("x", "none", random_model, 91.234567, path, outputs,
                          latency={"latency_ms_b1": 0.5, "latency_ms_b256": 20.0})
     assert record["params"] == record["params_nonzero"] == 1_367_226
@@ -144,7 +144,7 @@ def test_read_results_refuses_broken_files_and_names_them(tmp_path, text, messag
 
 
 def test_differences_within_the_rerun_spread_are_ties():
-    from helpers.results import RERUN_SPREAD_PP, is_tie
+    from helpers.records import RERUN_SPREAD_PP, is_tie
     assert is_tie(93.35, 93.35 + 2 * RERUN_SPREAD_PP) and is_tie(93.29, 93.13)
     assert not is_tie(93.35, 93.06) and not is_tie(93.32, 92.35)
 
@@ -163,3 +163,118 @@ def test_series_cost_sums_papermill_durations_of_the_numbered_notebooks(tmp_path
     assert "30 min" in text and "01 10.0 min (2026-11-21)" in text and "02 20.0 min (2026-12-02)" in text
     assert "03" not in text.split("(", 1)[1].split(";")[0] and "scratch" not in text
     assert series_cost_markdown(tmp_path / "missing").startswith("_No FULL run")
+
+
+# --- every reader of speed.json and results/NN_*.json names the file and what is wrong ------------
+
+@pytest.mark.parametrize("text, what", [
+    ('[\n  {"weights_file": "weights/01_a.pt",\n}]', "Expecting property name enclosed in double quotes: line 3 column 1"),
+    ("", "Expecting value: line 1 column 1"),
+    ("[1, 2", "Expecting ',' delimiter: line 1 column 6"),
+])
+def test_a_broken_speed_file_is_named_with_line_and_column(tmp_path, text, what):
+    from helpers.records import read_speed_file
+
+    (tmp_path / "speed.json").write_text(text)
+    message = (f"{tmp_path / 'speed.json'} is not valid JSON ({what}); restore it from git or run "
+               "python -m helpers.benchmark")
+    for read in (lambda: read_speed(tmp_path), lambda: read_speed_file(tmp_path / "speed.json")):
+        with pytest.raises(ValueError) as err:
+            read()
+        assert str(err.value) == message
+
+
+def test_a_speed_file_that_is_not_utf8_is_named(tmp_path):
+    (tmp_path / "speed.json").write_bytes(b"[\xff]")
+    with pytest.raises(ValueError, match=r"speed.json is not UTF-8 text \(byte 1\)"):
+        read_speed(tmp_path)
+
+
+def test_a_broken_results_file_is_named_with_line_and_column(tmp_path):
+    (tmp_path / "02_x.json").write_text("[\n  {oops}\n]")
+    with pytest.raises(ValueError) as err:
+        read_results(tmp_path)
+    assert str(err.value) == (f"{tmp_path / '02_x.json'} is not valid JSON (Expecting property name enclosed in "
+                              "double quotes: line 2 column 4); restore it or run its notebook again")
+
+
+def test_the_results_cli_names_a_broken_speed_file_instead_of_a_traceback(tmp_path, capsys):
+    from helpers.results import main
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "README.md").write_text(f"{README_START}\n{README_END}\n")
+    (tmp_path / "results" / "speed.json").write_text('[{"weights_file": "weights/01_a.pt"')
+    before = (tmp_path / "README.md").read_bytes()
+    for argv in (["--check"], ["--write-readme"]):
+        assert main(argv, root=tmp_path) == 1
+        assert capsys.readouterr().err == (
+            f"error: {tmp_path / 'results' / 'speed.json'} is not valid JSON (Expecting ',' delimiter: line 1 "
+            "column 36); restore it from git or run python -m helpers.benchmark\n")
+    assert (tmp_path / "README.md").read_bytes() == before
+
+
+def test_a_broken_notebook_is_named_by_the_series_cost(tmp_path):
+    from helpers.results import series_cost_markdown
+
+    (tmp_path / "01_a.ipynb").write_text('{"cells": [')
+    with pytest.raises(ValueError, match=r"01_a.ipynb is not valid JSON \(Expecting value: line 1 column 12\)"):
+        series_cost_markdown(tmp_path)
+
+
+def test_records_round_trip_atomically_with_the_files_sha256(tmp_path):
+    from helpers.records import format_spread, read_speed_file, sha256_of, write_speed_file
+
+    records = [_speed_record("weights/01_a.pt", 2.5531, 2.4801, 2.6149)]
+    write_speed_file(tmp_path / "speed.json", records)
+    assert read_speed_file(tmp_path / "speed.json") == records
+    assert (tmp_path / "speed.json").read_text() == json.dumps(records, indent=2) + "\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["speed.json"]  # no temporary file left
+    assert sha256_of(tmp_path / "speed.json") == hashlib.sha256((tmp_path / "speed.json").read_bytes()).hexdigest()
+    assert format_spread(2.5531, 2.4801, 2.6149) == "2.55× (2.48–2.61)"
+
+
+def _labelled_batches(model, n=64, seed=0):
+    """Batches whose labels are ``model``'s own predictions for the first half, wrong for the rest."""
+    import torch
+
+    from helpers.data import Batches, ImageSet
+
+    g = torch.Generator().manual_seed(seed)
+    images = (torch.rand(n, 1, 28, 28, generator=g) * 255).to(torch.uint8)
+    with torch.no_grad():
+        predicted = model.eval()(images.float().div(255)).argmax(1)
+    labels = torch.where(torch.arange(n) < n // 2, predicted, (predicted + 1) % 10)
+    return Batches(ImageSet(images.squeeze(1), labels), 32)
+
+
+def test_a_point_recorder_saves_the_model_and_records_its_accuracies_shape_and_extra(tmp_path, random_model):
+    from helpers import load
+    from helpers.results import PointRecorder
+
+    outputs = OutputDirs(tmp_path, "quick")
+    test, val = _labelled_batches(random_model, 64, 0), _labelled_batches(random_model, 40, 1)
+    record_point = PointRecorder("02", outputs, test, val, 0.01,
+                                 shape=lambda m: {"conv_channels": list(m.config.conv_channels)})
+    record = record_point(random_model, "l1_r30", "L1 filter pruning", 0.3, fine_tune_epochs=2)
+    assert record["test_accuracy"] == 50.0 and record["val_accuracy"] == 50.0  # half of each set is right
+    assert record["weights_file"] == "weights/02_l1_r30.pt" and record["ratio"] == 0.3
+    assert record["conv_channels"] == [32, 64, 128] and record["fine_tune_epochs"] == 2
+    assert set(record["latency_ms"]) == {"batch_1", "batch_256"}
+    assert list(record)[-4:] == ["ratio", "val_accuracy", "conv_channels", "fine_tune_epochs"]  # the notebooks' order
+    from helpers import read_meta
+    assert read_meta(tmp_path / "weights" / "02_l1_r30.pt") == {"ratio": 0.3, "fine_tune_epochs": 2}
+    x = next(iter(test))[0]
+    assert load(tmp_path / "weights" / "02_l1_r30.pt")(x).equal(random_model(x))
+
+
+def test_a_sweep_recorder_appends_one_unsaved_record_per_point(tmp_path, random_model):
+    from helpers.results import sweep_recorder
+
+    records = []
+    record_point = sweep_recorder(records, OutputDirs(tmp_path, "quick"), "magnitude ", epochs=0)
+    record_point(random_model, {"variant": "one-shot · global", "target": 0.9, "accuracy": 12.5})
+    assert len(records) == 1
+    r = records[0]
+    assert (r["name"], r["method"]) == ("one-shot · global · 90%", "magnitude one-shot · global, no fine-tuning")
+    assert r["test_accuracy"] == 12.5 and r["weights_file"] is None and r["size_bytes"] is None
+    assert (r["target_sparsity"], r["epochs"]) == (0.9, 0)

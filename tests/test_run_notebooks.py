@@ -223,3 +223,114 @@ def test_explore_summary_flags_notebooks_over_the_budget(tmp_path, fake_run, mon
 def test_summary_does_not_flag_slow_full_runs():
     table = summary([Outcome("01_a.ipynb", 500.0, "ok")], "full")
     assert "500.0" in table and "SLOW" not in table
+
+
+# --- malformed --only lists are refused before anything runs ------------------------------------
+
+@pytest.mark.parametrize("only, message", [
+    ("01,,02", "--only: '01,,02' has an empty item (a stray comma); name notebooks like --only 01,03"),
+    ("01,", "--only: '01,' has an empty item (a stray comma)"),
+    (",01", "--only: ',01' has an empty item (a stray comma)"),
+    ("01, 03", "--only: '01, 03' has spaces in ' 03'; name notebooks without them, like --only 01,03"),
+    (" 01", "--only: ' 01' has spaces in ' 01'"),
+    ("01\t", "--only: '01\\t' has spaces in '01\\t'"),
+    ("01,01", "--only: '01,01' names 01_baseline_training twice (01 and 01)"),
+    ("1,01", "--only: '1,01' names 01_baseline_training twice (1 and 01)"),
+    ("02_l1_filter_pruning,02", "--only: '02_l1_filter_pruning,02' names 02_l1_filter_pruning twice"),
+    ("01,09", "--only: no notebook named 09 (known: 01_baseline_training, 02_l1_filter_pruning, 03_wanda)"),
+    ("01,x1", "--only: no notebook named x1"),
+])
+def test_a_malformed_only_list_is_refused_and_nothing_runs(only, message, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("a notebook ran")
+    monkeypatch.setattr(rn, "run_series", never)
+    monkeypatch.setattr(rn, "numbered_notebooks", lambda: FAKE)
+    with pytest.raises(SystemExit) as refused:
+        rn.main(["--only", only])
+    assert str(refused.value.code).startswith(message)
+    with pytest.raises(SystemExit, match="--only: "):
+        select(FAKE, only)
+
+
+# --- an in-place run leaves the README's generated section in step ------------------------------
+
+def papermill_notebook(path: Path, minutes: float) -> Path:
+    """A notebook as papermill leaves it: its run's duration in ``metadata.papermill``."""
+    path.write_text(json.dumps({"cells": [], "metadata": {"papermill": {
+        "duration": minutes * 60, "start_time": "2026-12-01T10:00:00+00:00"}}, "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
+@pytest.fixture
+def repo_copy(tmp_path, monkeypatch):
+    """A tmp repository (README with markers, one result, notebooks 01 and 02 run in 10 and 20 min)
+    whose README is in step; the runner's notebooks, runs and README point there, never at the real ones."""
+    from helpers.results import README_END, README_START, update_readme
+
+    root = tmp_path / "repo"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "results").mkdir()
+    (root / "README.md").write_text(f"intro\n{README_START}\nold\n{README_END}\nend\n")
+    record = {"name": "m", "method": "none", "test_accuracy": 91.5, "sparsity": 0.0, "params_nonzero": 10,
+              "weight_bits": 32, "activation_bits": None, "size_bytes": 100, "latency_ms": None,
+              "weights_file": "weights/01_m.pt", "quick": False}
+    (root / "results" / "01_a.json").write_text(json.dumps([record]))
+    nbs = [papermill_notebook(root / "notebooks" / "01_a.ipynb", 10),
+           papermill_notebook(root / "notebooks" / "02_b.ipynb", 20)]
+    assert update_readme(root=root) is False and update_readme(check=True, root=root) is True
+    monkeypatch.setattr(rn, "numbered_notebooks", lambda: nbs)
+    monkeypatch.setattr(rn, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setattr(rn, "README_ROOT", root)
+    return root
+
+
+@pytest.fixture
+def papermill_run(monkeypatch):
+    """run_one stand-in: the executed copy is a notebook that ran in ``minutes[name]``; raises for ``fail``."""
+    minutes, fail = {}, set()
+
+    def run(notebook, output, quick=False, log_output=False, mode=None):
+        output.parent.mkdir(parents=True, exist_ok=True)
+        papermill_notebook(output, minutes.get(notebook.name, 1.0))
+        if notebook.name in fail:
+            raise RuntimeError("kernel died")
+    monkeypatch.setattr(rn, "run_one", run)
+    return minutes, fail
+
+
+def test_an_in_place_run_regenerates_the_readme_from_the_replaced_notebooks(repo_copy, papermill_run, capsys):
+    from helpers.results import main as results_main, update_readme
+
+    real_readme = (rn.REPO_ROOT / "README.md").read_bytes()
+    minutes, _ = papermill_run
+    minutes["02_b.ipynb"] = 5.0
+    assert "02 20.0 min" in (repo_copy / "README.md").read_text()
+    assert rn.main(["--only", "02", "--in-place"]) == 0
+    assert "README.md's results table regenerated" in capsys.readouterr().out
+    assert "02 5.0 min (2026-12-01)" in (repo_copy / "README.md").read_text()
+    assert update_readme(check=True, root=repo_copy) is True  # python -m helpers.results --check: in step
+    assert results_main(["--check"], root=repo_copy) == 1  # only because this copy has no speed.json
+    assert "README.md's results table matches results/*.json" in capsys.readouterr().out
+    assert (rn.REPO_ROOT / "README.md").read_bytes() == real_readme
+
+
+def test_a_run_that_replaced_nothing_leaves_the_readme_alone(repo_copy, papermill_run, capsys):
+    _, fail = papermill_run
+    fail.add("02_b.ipynb")
+    before = (repo_copy / "README.md").read_bytes()
+    (repo_copy / "results" / "01_a.json").write_text("[")  # would fail a regeneration
+    assert rn.main(["--only", "02", "--in-place"]) == 1
+    assert (repo_copy / "README.md").read_bytes() == before
+    assert "README" not in capsys.readouterr().err
+
+
+def test_a_readme_that_cannot_be_regenerated_fails_the_run_and_names_the_file(repo_copy, papermill_run, capsys):
+    before = (repo_copy / "README.md").read_bytes()
+    broken = repo_copy / "results" / "01_a.json"
+    broken.write_text('[{"name": "m",}]')
+    assert rn.main(["--only", "01", "--in-place"]) == 1
+    err = capsys.readouterr().err
+    assert (f"ERROR: README.md's results table not regenerated ({broken} is not valid JSON (Expecting property "
+            "name enclosed in double quotes: line 1 column 15); restore it or run its notebook again): "
+            "run python -m helpers.results --write-readme") in err
+    assert (repo_copy / "README.md").read_bytes() == before

@@ -30,6 +30,7 @@ def test_macs_match_the_hand_formula():
     assert count_macs(build_model()) == convs + fcs
 
 
+@pytest.mark.timing
 def test_latency_is_positive_and_grows_with_batch():
     latency = measure_latency(build_model(), batch_sizes=(1, 256), min_run_time=0.1)
     assert 0 < latency["latency_ms_b1"] < latency["latency_ms_b256"]  # 256x the work
@@ -69,6 +70,7 @@ class _Logged(nn.Module):
         return self.layer(x)
 
 
+@pytest.mark.timing
 def test_four_times_the_layers_is_about_four_times_slower():
     short, long = _linear_stacks(2, 8)
     models = {"long": long, "short": short, "long_again": long}
@@ -77,8 +79,9 @@ def test_four_times_the_layers_is_about_four_times_slower():
     short = result.get("short", 64)
     assert 3.0 < short.speedup.median < 5.0, short
     assert short.speedup.q1 <= short.speedup.median <= short.speedup.q3
-    assert 0.8 < result.get("long_again", 64).speedup.median < 1.25  # the reference against itself
-    assert result.get("long", 64).speedup.median == 1.0
+    assert 0.8 < result.get("long_again", 64).speedup.median < 1.25  # the same model timed apart: about 1
+    # the median of per-round ratios agrees with the ratio of median times: a ratio taken upside down fails
+    assert 0.8 < short.speedup.median / (result.get("long", 64).cpu_ms / short.cpu_ms) < 1.25
     assert result.get("short", 64).cpu_ms < result.get("long", 64).cpu_ms
     assert result.threads == 1 and result.clock == "process_time" and result.rounds == 7
 
@@ -134,6 +137,7 @@ def test_a_non_module_is_refused():
         compare_speed({"a": nn.Linear(2, 2), "b": lambda x: x}, "a")
 
 
+@pytest.mark.timing
 def test_pooled_rounds_are_the_union_of_the_comparisons_rounds():
     short, long = _linear_stacks(2, 8)
     parts = [compare_speed({"long": long, "short": short}, "long", batch_sizes=(64,), rounds=r, warmup_s=0.01,
@@ -145,7 +149,6 @@ def test_pooled_rounds_are_the_union_of_the_comparisons_rounds():
     assert pooled.get("short", 64).speedup.median == pytest.approx((ratios[3] + ratios[4]) / 2)
     assert pooled.get("short", 64).speedup == Spread.of([s[0] for s in samples])
     assert pooled.get("short", 64).cpu_ms == pytest.approx(float(np.median([s[2] for s in samples])))
-    assert pooled.get("long", 64).speedup.median == 1.0
     assert 3.0 < pooled.get("short", 64).speedup.median < 5.0
     with pytest.raises(ValueError, match="different models"):
         pool_speed([parts[0], compare_speed({"long": long}, "long", batch_sizes=(64,), rounds=3, warmup_s=0.0,

@@ -224,7 +224,7 @@ def test_batchnorm_recalibration_changes_only_running_statistics(random_model, c
 
 
 def test_sweep_scores_every_variant_and_sparsity(random_model, calibration):
-    from helpers.pruning.unstructured import sweep
+    from helpers.pruning.sweeps import sweep
 
     seen = []
     rows = sweep(random_model, [0.5, 0.9], {"W": dict(method="wanda"), "M": dict(method="magnitude", group="layer")},
@@ -274,7 +274,7 @@ def test_model_wide_global_pruning_counts_the_dense_layers_too(random_model, met
 
 
 def test_rows_from_records_pick_the_variants_points_in_order():
-    from helpers.pruning.unstructured import rows_from_records
+    from helpers.pruning.sweeps import rows_from_records
     records = [{"method": f"{v}, {kind}", "target_sparsity": s, "sparsity": s + 0.01, "test_accuracy": acc}
                for v, kind, s, acc in [("B", "no fine-tuning", 0.9, 20.0), ("A", "no fine-tuning", 0.9, 30.0),
                                        ("A", "no fine-tuning", 0.5, 90.0), ("A", "short fine-tune", 0.5, 91.0),

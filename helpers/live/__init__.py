@@ -103,3 +103,11 @@ def check_controls(controls: dict) -> None:
         values = [spec["value"], *spec.get("headless", [])]
         if not spec.get("headless") or not all(allowed(v) for v in values):
             raise ValueError(f"control {name!r}: value and headless values must lie in its range/options")
+
+
+def mark_live_point(ax, result: dict, x_key: str, base_label: str, live_label: str) -> None:
+    """The unpruned model's validation accuracy as a line and the slider's point as a ring on ``ax``
+    (``result``: a live view's point, with ``base_val_accuracy``, ``val_accuracy`` and ``images``)."""
+    ax.axhline(result["base_val_accuracy"], color="k", lw=1, label=base_label)
+    ax.plot(result[x_key], result["val_accuracy"], "o", ms=13, mfc="none", mec="C3", mew=2.5,
+            label=f"{live_label} (val, {result['images']} imgs)")

@@ -22,6 +22,8 @@ preset 9e).
 """
 from __future__ import annotations
 
+import copy
+
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -35,8 +37,10 @@ from ..counting import sparsity as model_sparsity
 from ..quantization.fake import quantize_model
 from ..quantization.codes import CLIP_METHODS
 from ..storage.compressed import encode_with_stages
-from .ranking import GlobalRanking, global_ranking
-from . import VAL_IMAGES, block1_output, read_records, val_accuracy, val_accuracy_from_block1, val_subset
+from ..pruning.ranking import GlobalRanking
+from ..pruning.unstructured import apply_masks, global_ranking
+from . import (VAL_IMAGES, block1_output, mark_live_point, read_records, val_accuracy, val_accuracy_from_block1,
+               val_subset)
 
 STAGE = "07_combined"
 SCORE, LAYERS = "lamp", "inner"  # 05's ranking, which produced 07's pruned model
@@ -106,7 +110,7 @@ def point(state: CombinedState, sparsity: float, bits: int) -> dict:
 
 def compute_point(state: CombinedState, sparsity: float, bits: int) -> dict:
     """``point`` without the stored results."""
-    pruned, _ = state.ranking.pruned_copy(state.model, float(sparsity))
+    pruned = apply_masks(copy.deepcopy(state.model).eval(), state.ranking.masks(float(sparsity)))
     qmodel = half_precision_side_tensors(quantize_model(pruned, bits, None, weight_clip=state.weight_clip))
     data, stages = encode_with_stages(qmodel, meta={"bits": bits, "sparsity": float(sparsity), "live": True})
     if state.hidden is None:
@@ -155,9 +159,7 @@ def draw(result: dict, reference: pd.DataFrame | None = None, fig=None):
     if not ref.empty:
         for _, row in ref.iterrows():
             ax_a.plot(row["size_bytes"], row["test_accuracy"], "D", ms=8, label=f"07: {row['name']} (test)")
-    ax_a.axhline(result["base_val_accuracy"], color="k", lw=1, label="dense (val subset)")
-    ax_a.plot(result["bytes"], result["val_accuracy"], "o", ms=13, mfc="none", mec="C3", mew=2.5,
-              label=f"live: no QAT (val, {result['images']} imgs)")
+    mark_live_point(ax_a, result, "bytes", "dense (val subset)", "live: no QAT")
     ax_a.set(xscale="log", xlabel="bytes of the file", ylabel="accuracy (%)", ylim=(0, 100),
              title=f"live: {result['val_accuracy']:.2f}% · {result['sparsity']:.1%} zeros · W{result['weight_bits']}")
     ax_a.legend(fontsize=7, loc="lower left")

@@ -9,7 +9,6 @@ is the largest batch-256 speed-up of ``results/speed.json`` where that file exis
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +16,9 @@ import pandas as pd
 
 from ..comparison import baseline_accuracy, frontier_plot, records_frame, within_budget
 from ..paths import REPO_ROOT
+from ..records import read_speed
 from . import figure_axes
 
-SPEED_FILE = "speed.json"
 CONTROLS = {
     "max_loss_pp": {"kind": "float", "min": 0.0, "max": 5.0, "step": 0.05, "value": 1.0,
                     "headless": [0.0, 0.5, 1.0, 5.0]},
@@ -37,11 +36,10 @@ class State:
 
 def speedups(results_dir) -> dict[str, float]:
     """weights_file -> median batch-256 speed-up from ``<results_dir>/speed.json`` (empty when missing)."""
-    path = Path(results_dir) / SPEED_FILE
-    if not path.is_file():
+    if not (Path(results_dir) / "speed.json").is_file():
         return {}
-    return {r["weights_file"]: float(r["speedup"]["batch_256"]["median"]) for r in json.loads(path.read_text())
-            if r.get("weights_file") and (r.get("speedup") or {}).get("batch_256")}
+    return {name: float(r["speedup"]["batch_256"]["median"]) for name, r in read_speed(results_dir).items()
+            if (r.get("speedup") or {}).get("batch_256")}
 
 
 def selection_frame(frame: pd.DataFrame, speedup: dict[str, float] | None = None

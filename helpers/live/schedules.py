@@ -10,6 +10,8 @@ reference curves (05's committed runs, fine-tuned) lie above the live point.
 """
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -19,8 +21,9 @@ from torch import Tensor, nn
 
 from ..counting import layer_sparsity, sparsity as model_sparsity
 from ..pruning.schedules import PruningSchedule
-from .ranking import GlobalRanking, global_ranking
-from . import VAL_IMAGES, read_records, val_accuracy, val_subset
+from ..pruning.ranking import GlobalRanking
+from ..pruning.unstructured import apply_masks, global_ranking
+from . import VAL_IMAGES, mark_live_point, read_records, val_accuracy, val_subset
 
 STAGE = "05_schedules"
 PRUNE_STEPS = 12            # notebook 05's PRUNE_STEPS: pruning events after the one at step 0
@@ -73,7 +76,7 @@ def point(state: SchedulesState, target: float, step: int, score: str = "lamp") 
         raise ValueError(f"step must be an integer from 0 to {PRUNE_STEPS}, got {step!r}")
     path = trajectory(target)
     reached = path[int(step)]
-    pruned, _ = state.rankings[score].pruned_copy(state.model, reached)
+    pruned = apply_masks(copy.deepcopy(state.model).eval(), state.rankings[score].masks(reached))
     per_layer = layer_sparsity(pruned)
     accuracy = val_accuracy(pruned, state.images, state.labels)
     return {
@@ -139,9 +142,7 @@ def draw(result: dict, reference: pd.DataFrame | None = None, fig=None):
             ax_a.plot(part["target_sparsity"], part["test_accuracy"], style, color=f"C{i}",
                       ms=9 if budget == "long" else 5,
                       label=f"05: {_LABELS.get(kind, kind)}" + ("" if budget == "none" else f" ({budget})"))
-    ax_a.axhline(result["base_val_accuracy"], color="k", lw=1, label="dense (val subset)")
-    ax_a.plot(result["sparsity"], result["val_accuracy"], "o", ms=13, mfc="none", mec="C3", mew=2.5,
-              label=f"live: one-shot, no fine-tuning (val, {result['images']} imgs)")
+    mark_live_point(ax_a, result, "sparsity", "dense (val subset)", "live: one-shot, no fine-tuning")
     ax_a.set(xlabel="sparsity", ylabel="accuracy (%) (05: test)", ylim=(0, 100), xlim=(-0.02, 1.0),
              title=f"live: {result['val_accuracy']:.2f}% at {result['sparsity']:.1%}")
     ax_a.legend(fontsize=7, loc="lower left")

@@ -19,7 +19,7 @@ from ..counting import count_macs, count_parameters
 from ..models import FashionCNN
 from ..pruning import slimming as sl
 from ..pruning import structured as st
-from . import VAL_IMAGES, read_records, val_accuracy, val_subset
+from . import VAL_IMAGES, mark_live_point, read_records, val_accuracy, val_subset
 
 STAGE = "04_network_slimming"
 MIN_CHANNELS = 4  # notebook 04's floor per conv layer
@@ -110,9 +110,7 @@ def draw(result: dict, reference: pd.DataFrame | None = None, fig=None):
         ax_a.plot(ref["ratio"], ref["test_accuracy"], "o-", color="C0", label="04: after fine-tuning (test)")
         if "val_accuracy_pruned" in ref:
             ax_a.plot(ref["ratio"], ref["val_accuracy_pruned"], "s:", color="C1", label="04: right after removal (val)")
-    ax_a.axhline(result["base_val_accuracy"], color="k", lw=1, label="not slimmed (val subset)")
-    ax_a.plot(result["ratio"], result["val_accuracy"], "o", ms=13, mfc="none", mec="C3", mew=2.5,
-              label=f"live: no fine-tuning (val, {result['images']} imgs)")
+    mark_live_point(ax_a, result, "ratio", "not slimmed (val subset)", "live: no fine-tuning")
     ax_a.set(xlabel="share of channels removed", ylabel="accuracy (%)", ylim=(0, 100), xlim=(-0.03, 0.93),
              title=f"live: {result['val_accuracy']:.2f}% · {result['params']:,} params")
     ax_a.legend(fontsize=8, loc="lower left")

@@ -18,8 +18,8 @@ from torch import Tensor, nn
 
 from ..data import calibration_batch
 from ..counting import sparsity as model_sparsity
-from ..pruning.unstructured import (apply_masks, check_sparsity, input_norms, lamp_scores, magnitude_scores,
-                                    masks_from_scores, select_layers, wanda_scores)
+from ..pruning.unstructured import (apply_masks, check_sparsity, input_norms, masks_from_scores, scores_of,
+                                    select_layers)
 from . import (block1_output, check_choice, figure_axes, read_records, val_accuracy, val_accuracy_from_block1,
                val_subset)
 
@@ -70,14 +70,6 @@ def pruned_layers(model: nn.Module, pattern: str) -> dict[str, nn.Module]:
     if PATTERNS[pattern] is None:
         return select_layers(model, "inner")
     return dict(list(select_layers(model, "all").items())[1:])
-
-
-def scores_of(layers: dict[str, nn.Module], method: str, norms: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Scores of each layer by ``method`` (Wanda with the prepared input norms)."""
-    if method == "wanda":
-        return {name: wanda_scores(layer, norms[name]) for name, layer in layers.items()}
-    score = magnitude_scores if method == "magnitude" else lamp_scores
-    return {name: score(layer) for name, layer in layers.items()}
 
 
 def _scores(state: State, method: str, pattern: str) -> dict[str, Tensor]:

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from ..counting import prunable_weight_count, sparsity as model_sparsity
-from .unstructured import (apply_masks, check_sparsity, compute_scores, masks_from_scores,
-                           select_layers)
+from .unstructured import (DATA_FREE, apply_masks, check_method, check_sparsity, compute_scores,
+                           masks_from_scores, select_layers)
 
 SCHEDULES = ("oneshot", "linear", "agp")
 
@@ -110,8 +110,7 @@ def mask_maker(method: str = "magnitude", layers="all", group: str = "global",
     With ``group="global"`` and ``model_wide``, ``s`` is the sparsity of all prunable layers of the
     model, also when some of them (``layers="inner"``) are kept dense.
     """
-    if method not in ("magnitude", "lamp"):
-        raise ValueError(f"schedules use data-free scores: 'magnitude' or 'lamp', got {method!r}")
+    check_method(method, DATA_FREE, " (schedules use data-free scores)")
 
     def make(model: nn.Module, s: float) -> dict:
         chosen = select_layers(model, layers)

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ..inputs import check_fraction
 from ..models import FashionCNN, build_model
+from .schedules import linear_sparsity
 
 RatioSpec = float | Sequence[float]
 
@@ -332,12 +333,12 @@ def layer_ratios(model: FashionCNN, scan: dict[str, list[float]], scan_ratios: S
     return [conv_ratio * f for f in conv_scale], [min(safe[name], cap) for name, cap in zip(fcs, caps)]
 
 
-@torch.no_grad()
 def step_fractions(steps: int) -> list[float]:
-    """Linear schedule: after step k of ``steps`` the fraction k/steps of the final ratio is removed."""
+    """The linear schedule (``schedules.linear_sparsity``) at each of ``steps`` equal steps: after
+    step k the fraction k/steps of the final ratio is removed."""
     if int(steps) != steps or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    return [(k + 1) / steps for k in range(int(steps))]
+    return [linear_sparsity(k + 1, int(steps), 1.0) for k in range(int(steps))]
 
 
 def step_counts(model: FashionCNN, conv_ratios: RatioSpec, fc_ratios: RatioSpec, steps: int

@@ -32,7 +32,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..inputs import check_finite, check_fraction, image_batches
+from ..counting import prunable_weight_count
 from ..models import prunable_layers
+from .ranking import GlobalRanking
 
 METHODS = ("magnitude", "wanda", "lamp")
 GROUPS = ("row", "layer", "global")
@@ -202,26 +204,13 @@ def layer_mask(scores: Tensor, sparsity: float) -> Tensor:
 
 
 def global_masks(scores: Mapping[str, Tensor], sparsity: float, total: int | None = None) -> Masks:
-    """Remove the ``floor(s * total)`` lowest scores over all layers ranked together.
+    """Remove the ``floor(s * total)`` lowest scores over all layers ranked together (``GlobalRanking``).
 
     ``total`` defaults to the number of scored weights; pass the model's prunable weight count to
     make ``s`` the sparsity of the whole model while some layers stay dense (not scored).
     """
-    names = list(scores)
-    flat = torch.cat([scores[n].flatten().float().cpu() for n in names])
-    k = int(check_sparsity(sparsity) * (flat.numel() if total is None else total))
-    if k > flat.numel():
-        raise ValueError(f"sparsity {sparsity} of {total} weights needs {k} zeros, but only "
-                         f"{flat.numel()} weights may be pruned")
-    keep = torch.ones_like(flat, dtype=torch.bool)
-    if k:
-        keep[_lowest(flat, k, 0)] = False
-    masks, start = {}, 0
-    for name in names:
-        n = scores[name].numel()
-        masks[name] = keep[start:start + n].reshape(scores[name].shape).to(scores[name].device)
-        start += n
-    return masks
+    check_sparsity(sparsity)
+    return GlobalRanking.of(scores, total).masks(sparsity)
 
 
 def nm_mask(scores: Tensor, n: int, m: int) -> Tensor:
@@ -343,17 +332,41 @@ def recalibrate_batchnorm(model: nn.Module, calibration, batch_size: int = 256) 
 
 
 # --------------------------------------------------------------------------- one call: prune a copy
+SCORERS: dict[str, Callable[[nn.Module, Tensor | None], Tensor]] = {  # name -> score(layer, input norms)
+    "magnitude": lambda layer, norms: magnitude_scores(layer),
+    "wanda": lambda layer, norms: wanda_scores(layer, norms),
+    "lamp": lambda layer, norms: lamp_scores(layer),
+}
+DATA_FREE = ("magnitude", "lamp")  # scores that need no calibration images
+
+
+def check_method(method: str, allowed: tuple[str, ...] = METHODS, why: str = "") -> str:
+    """``method`` when it names a scorer in ``allowed``; a ValueError listing them otherwise."""
+    if method not in allowed:
+        raise ValueError(f"method must be one of {allowed}{why}, got {method!r}")
+    return method
+
+
+def scores_of(layers: Mapping[str, nn.Module], method: str, norms: Mapping[str, Tensor] | None = None
+              ) -> dict[str, Tensor]:
+    """Scores of every layer by the scorer named ``method`` (Wanda with the given input norms)."""
+    score = SCORERS[check_method(method)]
+    return {name: score(layer, None if norms is None else norms[name]) for name, layer in layers.items()}
+
+
 def compute_scores(model: nn.Module, layers: Mapping[str, nn.Module], method: str,
                    calibration=None, batch_size: int = 256) -> dict[str, Tensor]:
     """Scores of every chosen layer (Wanda: with the current weights of the model's earlier layers)."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if method == "magnitude":
-        return {name: magnitude_scores(layer) for name, layer in layers.items()}
-    if method == "lamp":
-        return {name: lamp_scores(layer) for name, layer in layers.items()}
-    norms = input_norms(model, layers, calibration, batch_size)
-    return {name: wanda_scores(layer, norms[name]) for name, layer in layers.items()}
+    norms = input_norms(model, layers, calibration, batch_size) if check_method(method) == "wanda" else None
+    return scores_of(layers, method, norms)
+
+
+def global_ranking(model: nn.Module, method: str = "lamp", layers="inner", model_wide: bool = True) -> GlobalRanking:
+    """The global ranking of ``model``'s chosen layers by a data-free score, computed once
+    (``model_wide``: a sparsity counts every prunable weight of the model)."""
+    check_method(method, DATA_FREE, " (data-free scores)")
+    scores = compute_scores(model, select_layers(model, layers), method)
+    return GlobalRanking.of(scores, prunable_weight_count(model) if model_wide else None)
 
 
 def prune_model(model: nn.Module, method: str = "wanda", sparsity: float | None = None, *,
@@ -375,8 +388,7 @@ def prune_model(model: nn.Module, method: str = "wanda", sparsity: float | None 
         raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
     else:
         check_sparsity(sparsity)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_method(method)
     if method == "wanda" or recalibrate_bn:
         image_batches(calibration, batch_size, "Wanda calibration")  # fail early without calibration data
     pruned = copy.deepcopy(model).eval()
@@ -405,44 +417,6 @@ def masked_fine_tune(model: nn.Module, masks: Mapping[str, Tensor], train_batche
     keeper = MaskKeeper(masks)
     keeper(model)
     return (fit_fn or fine_tune)(model, train_batches, epochs=epochs, lr=lr, after_step=keeper, **kwargs)
-
-
-def sweep(model: nn.Module, sparsities: Iterable[float], variants: Mapping[str, dict],
-          score: Callable[[nn.Module], float], calibration=None,
-          keep_masks_of: str | None = None,
-          on_point: Callable[[nn.Module, dict], None] | None = None) -> list[dict]:
-    """Prune a copy of ``model`` for every variant and sparsity (no fine-tuning) and score it.
-
-    ``variants``: label -> keyword arguments of ``prune_model`` (method, group, layers, ...).
-    Returns one row per point: variant, its arguments, target and measured sparsity, ``score``,
-    and (with ``keep_masks_of``) that layer's mask, e.g. for mask images. ``on_point(pruned, row)``
-    is called for every point (e.g. to write a results record).
-    """
-    from ..counting import sparsity as model_sparsity
-
-    rows = []
-    for label, kwargs in variants.items():
-        for s in sparsities:
-            pruned, masks = prune_model(model, sparsity=s, calibration=calibration, **kwargs)
-            row = {"variant": label, **{k: str(v) for k, v in kwargs.items()}, "target": s,
-                   "sparsity": model_sparsity(pruned), "accuracy": score(pruned)}
-            if keep_masks_of is not None:
-                row["mask"] = masks.get(keep_masks_of)
-            if on_point is not None:
-                on_point(pruned, row)
-            rows.append(row)
-    return rows
-
-
-def rows_from_records(records: Iterable[dict], variants: Iterable[str], kind: str = "no fine-tuning") -> list[dict]:
-    """``sweep``-like rows (variant, target, sparsity, accuracy = test accuracy) of ``variants`` from
-    results records whose method is ``"<variant>, <kind>"`` (as notebook 03 writes them), in the
-    order of ``variants`` and then of the target sparsity."""
-    wanted = list(variants)
-    rows = [{"variant": r["method"][:-len(f", {kind}")], "target": r["target_sparsity"],
-             "sparsity": r["sparsity"], "accuracy": r["test_accuracy"]}
-            for r in records if r["method"] in {f"{v}, {kind}" for v in wanted}]
-    return sorted(rows, key=lambda row: (wanted.index(row["variant"]), row["target"]))
 
 
 def masks_from_zeros(model: nn.Module, layers: str | Iterable[str] = "all") -> Masks:

@@ -120,15 +120,6 @@ def content_digest(content: dict) -> str:
     return h.hexdigest()
 
 
-def sha256_of_file(path: str | os.PathLike) -> str:
-    """SHA-256 (hex) of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # --------------------------------------------------------------------------- bounded JSON
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 

@@ -1,2 +1,0 @@
-"""TEMPORARY shim during the storage move (removed before commit)."""
-from .storage.registry import FORMATS as CODECS, load, save  # noqa: F401
