@@ -128,6 +128,13 @@ def evaluate(model: nn.Module, batches: Iterable, device=None) -> dict:
     }
 
 
+def per_image_correct(model: nn.Module, batches: Iterable, device=None) -> torch.Tensor:
+    """Whether ``model``'s top-1 prediction is right, image by image (bool, in the batches' order):
+    what a paired comparison of two models on the same images needs (``helpers.verdicts``)."""
+    logits, labels = predict(model, batches, device)
+    return logits.argmax(1) == labels
+
+
 def accuracy(model: nn.Module, batches: Iterable, device=None) -> float:
     """Accuracy in percent."""
     return evaluate(model, batches, device)["accuracy"]

@@ -11,7 +11,7 @@ LAYERS = {  # lowest first
     "core": ["paths", "data", "models", "inputs", "io_utils", "counting", "records"],
     "methods": ["pruning", "quantization", "training"],
     "storage": ["storage"],
-    "measuring": ["speed", "results", "comparison"],
+    "measuring": ["speed", "verdicts", "results", "comparison"],
     "notebooks": ["artifacts", "plots", "widgets", "live", "exercises", "run_notebooks", "benchmark", "colab"],
 }
 LEVEL = {top: level for level, tops in enumerate(LAYERS.values()) for top in tops}

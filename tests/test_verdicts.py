@@ -1,0 +1,101 @@
+"""Paired comparisons on the same images (bootstrap interval, exact McNemar) and the verdict rule,
+on hand-computed cases."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from helpers.verdicts import PairedComparison, mcnemar_p, paired_comparison, sentence, verdict
+
+
+def _pair(a_only: int, b_only: int, both: int, neither: int):
+    """Per-image correctness of A and B with the given discordant and concordant counts."""
+    a = [True] * a_only + [False] * b_only + [True] * both + [False] * neither
+    b = [False] * a_only + [True] * b_only + [True] * both + [False] * neither
+    return np.array(a), np.array(b)
+
+
+def test_a_known_discordant_table_gives_its_difference_and_exact_mcnemar_p():
+    a, b = _pair(10, 2, 70, 18)  # n = 100
+    result = paired_comparison(a, b)
+    assert (result.a_only, result.b_only, result.n) == (10, 2, 100)
+    assert result.difference_pp == 8.0
+    # two-sided exact binomial: 2 * P(X >= 10 | 12, 1/2) = 2 * (66 + 12 + 1) / 4096
+    assert result.p_value == pytest.approx(2 * (66 + 12 + 1) / 4096)
+    assert mcnemar_p(2, 10) == pytest.approx(result.p_value)  # symmetric
+
+
+def test_the_bootstrap_interval_is_close_to_the_normal_approximation_of_the_paired_difference():
+    a, b = _pair(10, 2, 70, 18)
+    low, high = paired_comparison(a, b).ci95_pp
+    d = np.where(a & ~b, 1.0, np.where(b & ~a, -1.0, 0.0))
+    se = 100 * d.std() / math.sqrt(len(d))
+    assert low == pytest.approx(8.0 - 1.96 * se, abs=1.0) and high == pytest.approx(8.0 + 1.96 * se, abs=1.0)
+    assert low < 8.0 < high
+
+
+def test_a_model_against_itself_gives_zero_an_empty_interval_and_p_one():
+    a, _ = _pair(0, 0, 60, 40)
+    result = paired_comparison(a, a.copy())
+    assert (result.difference_pp, result.ci95_pp, result.p_value) == (0.0, (0.0, 0.0), 1.0)
+    assert verdict(result) == "tie"
+
+
+def test_the_interval_is_reproducible_with_its_seed_and_accepts_tensors():
+    a, b = _pair(30, 20, 400, 50)
+    first = paired_comparison(torch.tensor(a), torch.tensor(b))
+    assert paired_comparison(a, b) == first
+    assert paired_comparison(a, b, seed=1).ci95_pp != first.ci95_pp  # another seed, other resamples
+
+
+@pytest.mark.parametrize("a, b, message", [
+    (np.ones(5, bool), np.ones(4, bool), "same images"),
+    (np.ones((2, 2), bool), np.ones((2, 2), bool), "1-D"),
+    (np.array([], bool), np.array([], bool), "non-empty"),
+    (np.array([0.5, 1.0]), np.array([1.0, 1.0]), "right/wrong"),
+])
+def test_bad_inputs_are_refused(a, b, message):
+    with pytest.raises(ValueError, match=message):
+        paired_comparison(a, b)
+
+
+def test_too_few_resamples_are_refused():
+    a, b = _pair(3, 1, 10, 2)
+    with pytest.raises(ValueError, match="1,000 resamples"):
+        paired_comparison(a, b, resamples=100)
+
+
+def _comparison(low: float, high: float) -> PairedComparison:
+    return PairedComparison((low + high) / 2, (low, high), 0.01, 10, 2, 5000)
+
+
+@pytest.mark.parametrize("interval, seeds, expected", [
+    ((0.1, 0.9), (), "a"),                 # no seeds: the interval decides
+    ((0.1, 0.9), (0.3, 0.2, 0.4), "a"),    # the interval above 0 and every seed agrees
+    ((0.1, 0.9), (0.3, -0.1, 0.4), "tie"), # one seed disagrees
+    ((-0.9, -0.1), (-0.2, -0.3), "b"),
+    ((-0.1, 0.9), (0.3, 0.2), "tie"),      # the interval holds 0
+    ((0.0, 0.9), (), "tie"),               # touching 0 is not beyond it
+])
+def test_the_verdict_rule(interval, seeds, expected):
+    assert verdict(_comparison(*interval), seeds) == expected
+
+
+def test_the_sentence_states_the_numbers_and_the_outcome():
+    a, b = _pair(10, 2, 70, 18)
+    result = paired_comparison(a, b)
+    text = sentence("step-by-step vs one-shot", "step-by-step", "one-shot", result, verdict(result), seed_differences_pp=(0.4, 0.1))
+    assert "step-by-step wins" in text and "+8.00 pp on validation" in text and "10 vs 2 discordant of 100" in text
+    assert "seeds +0.40, +0.10 pp" in text
+    assert "a tie" in sentence("q", "A", "B", result, "tie")
+
+
+def test_per_image_correctness_of_a_model_feeds_the_comparison(random_model, quick_splits):
+    from helpers.data import Batches
+    from helpers.training import accuracy, per_image_correct
+
+    batches = Batches(quick_splits.val.head(200), 100)
+    correct = per_image_correct(random_model, batches)
+    assert correct.dtype == torch.bool and correct.shape == (200,)
+    assert 100 * correct.float().mean().item() == pytest.approx(accuracy(random_model, batches))
