@@ -24,6 +24,9 @@ from .paths import REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "results"
 SPEED_FILE = "speed.json"  # written by python -m helpers.benchmark; not a notebook's NN_*.json
+VERDICTS_FILE = "verdicts.json"  # one record per comparison the course concludes something from
+VERDICT_KEYS = ("notebook", "question", "a", "b", "split", "difference_pp", "ci95_pp", "p_value", "seeds_a",
+                "seeds_b", "verdict", "quick")
 REQUIRED_KEYS = ("name", "method", "test_accuracy", "sparsity", "params_nonzero", "weight_bits",
                  "activation_bits", "size_bytes", "latency_ms", "weights_file", "quick")
 RETIME = "run python -m helpers.benchmark"
@@ -161,3 +164,49 @@ def is_tie(a: float, b: float) -> bool:
     """Whether two test accuracies (percent) of separately trained models differ by no more than two
     re-runs could move them apart (2 x ``RERUN_SPREAD_PP``): such a difference is not a result."""
     return abs(a - b) <= 2 * RERUN_SPREAD_PP + 1e-9
+
+
+def verdict_problems(record) -> list[str]:
+    """What is wrong with one verdict record (``helpers.verdicts``): fields, types, ranges, and a
+    winner whose validation interval holds 0 (only a tie may)."""
+    if not isinstance(record, dict):
+        return [f"a record must be an object, got {type(record).__name__}"]
+    problems = [f"lacks {k!r}" for k in VERDICT_KEYS if k not in record]
+    if problems:
+        return problems
+    interval, seeds = record["ci95_pp"], [*record["seeds_a"], *record["seeds_b"]]
+    if not (isinstance(record["notebook"], str) and len(record["notebook"]) == 2 and record["notebook"].isdigit()):
+        problems.append(f"notebook must be two digits like '02', got {record['notebook']!r}")
+    if any(not isinstance(record[k], str) or not record[k] for k in ("question", "a", "b")):
+        problems.append("question, a and b must be non-empty strings")
+    if record["split"] not in ("validation", "test"):
+        problems.append(f"split must be 'validation' or 'test', got {record['split']!r}")
+    if record["verdict"] not in ("a", "b", "tie"):
+        problems.append(f"verdict must be 'a', 'b' or 'tie', got {record['verdict']!r}")
+    if not (isinstance(interval, list) and len(interval) == 2 and all(map(_is_number, interval))
+            and interval[0] <= interval[1] and _is_number(record["difference_pp"])):
+        problems.append(f"ci95_pp must be [low, high] with low <= high, got {interval!r}")
+    elif (record["verdict"] == "a" and interval[0] <= 0) or (record["verdict"] == "b" and interval[1] >= 0):
+        problems.append(f"verdict {record['verdict']!r} but the interval {interval} holds 0: only a tie may")
+    if not (_is_number(record["p_value"]) and 0 <= record["p_value"] <= 1):
+        problems.append(f"p_value must lie in [0, 1], got {record['p_value']!r}")
+    if not all(isinstance(record[k], list) for k in ("seeds_a", "seeds_b")) or \
+            not all(_is_number(v) and 0 <= v <= 100 for v in seeds):
+        problems.append("seeds_a and seeds_b must be lists of accuracies in percent")
+    return problems
+
+
+def read_verdicts(results_dir: str | os.PathLike = RESULTS_DIR) -> list[dict]:
+    """The checked records of ``results/verdicts.json`` (an empty list before any notebook wrote one);
+    a ValueError naming the file and the record when one is broken."""
+    path = Path(results_dir) / VERDICTS_FILE
+    if not path.is_file():
+        return []
+    records = read_json(path, "restore it from git or run the notebooks that write verdicts")
+    if not isinstance(records, list):
+        raise ValueError(f"{path} must hold a list of verdict records, got {type(records).__name__}")
+    for index, record in enumerate(records):
+        problems = verdict_problems(record)
+        if problems:
+            raise ValueError(f"{path}, verdict {index}: {'; '.join(problems)}")
+    return records

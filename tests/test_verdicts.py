@@ -99,3 +99,59 @@ def test_per_image_correctness_of_a_model_feeds_the_comparison(random_model, qui
     correct = per_image_correct(random_model, batches)
     assert correct.dtype == torch.bool and correct.shape == (200,)
     assert 100 * correct.float().mean().item() == pytest.approx(accuracy(random_model, batches))
+
+
+def _record(outputs, notebook="02", question="step-by-step vs one-shot", seeds=((93.1, 93.3, 93.2), (92.9, 93.0, 92.8))):
+    from helpers.results import verdict_record
+
+    a, b = _pair(60, 20, 4700, 220)
+    return verdict_record(notebook, question, "step-by-step", "one-shot", paired_comparison(a, b), outputs,
+                          seeds_a=seeds[0], seeds_b=seeds[1])
+
+
+def test_verdict_records_are_written_per_notebook_read_back_and_tabled(tmp_path):
+    from helpers.paths import OutputDirs
+    from helpers.records import read_verdicts
+    from helpers.results import verdicts_table, write_verdicts
+
+    outputs = OutputDirs(tmp_path, "full")
+    first = _record(outputs)
+    assert first["verdict"] == "a" and first["seeds_a"] == [93.1, 93.3, 93.2] and first["quick"] is False
+    write_verdicts("02", [first], outputs)
+    write_verdicts("05", [_record(outputs, "05", "AGP vs one-shot", ((95.0, 94.0), (94.5, 94.5)))], outputs)
+    write_verdicts("02", [_record(outputs, question="distilled vs plain")], outputs)  # replaces 02's records only
+    records = read_verdicts(tmp_path / "results")
+    assert [(r["notebook"], r["question"], r["verdict"]) for r in records] == [
+        ("02", "distilled vs plain", "a"), ("05", "AGP vs one-shot", "tie")]  # 05's seeds disagree: a tie
+    table = verdicts_table(records)
+    assert "| 02 | distilled vs plain: step-by-step vs one-shot | step-by-step | +0.80 pp" in table
+    assert "93.20 ± 0.10 (n=3)" in table and "| 05 |" in table and "| tie |" in table
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"verdict": "a", "ci95_pp": [-0.1, 0.5]}, "holds 0: only a tie may"),
+    ({"verdict": "b", "ci95_pp": [-0.5, 0.1]}, "holds 0: only a tie may"),
+    ({"split": "train"}, "split must be"),
+    ({"p_value": 1.5}, "p_value"),
+    ({"seeds_a": [93.0, "x"]}, "lists of accuracies"),
+    ({"notebook": "2"}, "two digits"),
+    ({"ci95_pp": [0.5, 0.1]}, "low <= high"),
+])
+def test_broken_verdict_records_are_refused_and_named_by_results_check(tmp_path, change, message):
+    import json
+
+    from helpers.paths import OutputDirs
+    from helpers.records import read_verdicts
+
+    record = {**_record(OutputDirs(tmp_path, "full")), **change}
+    (tmp_path / "results").mkdir(exist_ok=True)
+    (tmp_path / "results" / "verdicts.json").write_text(json.dumps([record]))
+    with pytest.raises(ValueError, match=f"verdicts.json, verdict 0: .*{message}"):
+        read_verdicts(tmp_path / "results")
+
+
+def test_seeds_must_pair_up(tmp_path):
+    from helpers.paths import OutputDirs
+
+    with pytest.raises(ValueError, match="seeds pair up"):
+        _record(OutputDirs(tmp_path, "full"), seeds=((93.0, 93.1), (92.0,)))
