@@ -34,7 +34,8 @@ from torch import nn
 from .counting import count_macs, file_size
 from .models import build_model
 from .paths import REPO_ROOT
-from .speed import SPEED_BATCHES, SPEED_THREADS, SPEED_WARMUP_S, SpeedComparison, compare_speed, pool_speed
+from .speed import (SPEED_BATCHES, SPEED_THREADS, SPEED_WARMUP_S, SpeedComparison, Spread, compare_speed,
+                    compile_unavailable, compiled_model, pool_speed)
 from .records import format_spread, read_speed_file, sha256_of, write_speed_file
 from .storage import FORMATS, load
 
@@ -139,27 +140,77 @@ def _load_models(paths: list[Path], names: dict[Path, str], progress: bool) -> t
     return models, macs
 
 
-def _time_pairs(models: dict[str, nn.Module], ref: str, passes: int, progress: bool,
-                **timing) -> dict[str, SpeedComparison]:
-    """Each file timed in a pair with ``ref`` in ``passes`` passes (forward, backward, ...), its rounds
-    pooled; ``timing`` goes to ``compare_speed``. A failure names the file."""
+COMPILED = " [compiled]"  # the name of a model's torch.compile'd copy in a timed group
+NOT_COMPILED = {".int8": "an FX int8 graph: torch.compile of it crashes the process (torchao's PT2E is the compiled "
+                         "int8 path)"}
+
+
+def _compile_all(paths: list[Path], names: dict[Path, str], models: dict, batch_sizes, progress: bool
+                 ) -> tuple[dict, dict]:
+    """name -> compiled copy of every model that compiles here, and name -> compile seconds (wall,
+    apart from any timed call) or the reason it was not compiled."""
     from tqdm.auto import tqdm
 
+    compiled, notes = {}, {}
+    reason = compile_unavailable()
+    for path in tqdm(paths, desc="compiling", disable=not progress):
+        name = names[path]
+        notes[name] = reason or NOT_COMPILED.get(path.suffix)
+        if notes[name] is None:
+            try:
+                compiled[name], notes[name] = compiled_model(models[name], batch_sizes)
+            except Exception as err:  # noqa: BLE001 -- recorded: the file is still timed eager
+                notes[name] = f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
+    return compiled, notes
+
+
+def _time_pairs(models: dict[str, nn.Module], ref: str, passes: int, progress: bool, compiled: dict | None = None,
+                **timing) -> dict[str, SpeedComparison]:
+    """Each file timed in a group with ``ref`` (and, where compiled, both compiled copies) in ``passes``
+    passes (forward, backward, ...), its rounds pooled; ``timing`` goes to ``compare_speed``. A
+    failure names the file."""
+    from tqdm.auto import tqdm
+
+    compiled = compiled or {}
     order = [n for n in models if n != ref] or [ref]
     timed = {name: [] for name in order}
     with tqdm(total=passes * len(order), desc="timing pairs", disable=not progress) as bar:
         for k in range(passes):
             for name in order if k % 2 == 0 else order[::-1]:
+                group = {ref: models[ref], name: models[name]}
+                group.update({n + COMPILED: compiled[n] for n in dict.fromkeys((ref, name)) if n in compiled})
                 with naming(f"timing {name} in a pair with {ref}"):
-                    timed[name].append(compare_speed({ref: models[ref], name: models[name]}, ref, **timing))
+                    timed[name].append(compare_speed(group, ref, **timing))
                 bar.update()
     return {name: pool_speed(parts) for name, parts in timed.items()}
+
+
+def _spread_dict(spreads: dict) -> dict:
+    """``{batch_N: Spread}`` as ``{batch_N: {median, q1, q3}}`` rounded for the file."""
+    return {b: {k: round(getattr(v, k), 4) for k in ("median", "q1", "q3")} for b, v in spreads.items()}
+
+
+def _compiled_timing(comparison: SpeedComparison, name: str, ref: str, note) -> dict:
+    """What compiling buys: the file eager against the compiled baseline, and the file's compiled
+    copy against the eager and the compiled baseline (absent where either was not compiled)."""
+    batches = sorted({r.batch_size for r in comparison.results})
+    models = {r.model for r in comparison.results}
+    if ref + COMPILED not in models:
+        return {}
+    over = lambda a, b: _spread_dict({f"batch_{n}": comparison.speedup_over(a, b, n) for n in batches})  # noqa: E731
+    timing = {"speedup_vs_compiled": over(name, ref + COMPILED)}
+    if name + COMPILED in models and name != ref:
+        timing["compiled"] = {"speedup": over(name + COMPILED, ref), "speedup_vs_compiled":
+                              over(name + COMPILED, ref + COMPILED), "compile_seconds": round(note, 2)}
+    else:
+        timing["compiled"] = {"not_compiled": note} if isinstance(note, str) else {}
+    return timing
 
 
 def time_records(paths: list[Path], reference: Path, threads: int = SPEED_THREADS,
                   rounds: int = ROUNDS, warmup_s: float = SPEED_WARMUP_S,
                   calls_per_round: int | None = None, batch_sizes=SPEED_BATCHES,
-                  progress: bool = True, passes: int = PASSES) -> list[dict]:
+                  progress: bool = True, passes: int = PASSES, compiled: bool = True) -> list[dict]:
     """Load ``paths`` and ``reference``, time each file in a pair with it, and return one record per file.
 
     Each pair runs ``rounds`` rounds in each of ``passes`` passes over all files; the passes go
@@ -167,7 +218,10 @@ def time_records(paths: list[Path], reference: Path, threads: int = SPEED_THREAD
     average, in the middle of the run. A slow change of the machine during the run (measured here:
     the baseline's CPU time per call at batch 256 fell from 260 to 185 ms within two minutes while
     the small models' stayed) then weighs on every file alike instead of on the files timed during it.
-    A file that fails to load or time raises a ``BenchmarkError`` naming it.
+    A file that fails to load or time raises a ``BenchmarkError`` naming it. With ``compiled``, every
+    file and the reference are also timed as ``torch.compile`` copies in the same rounds (compile
+    time reported apart): ``speedup_vs_compiled`` and ``compiled`` say what a method buys beyond
+    compiling; where compiling is impossible the records say why, once per file.
     """
     if not isinstance(passes, int) or isinstance(passes, bool) or passes < 1:
         raise ValueError(f"passes must be an integer >= 1, got {passes!r}")
@@ -175,8 +229,9 @@ def time_records(paths: list[Path], reference: Path, threads: int = SPEED_THREAD
     names = {p: _relative(p, reference.parent.parent) for p in paths}
     models, macs = _load_models(paths, names, progress)
     ref = names[reference]
-    pairs = _time_pairs(models, ref, passes, progress, batch_sizes=batch_sizes, threads=threads, rounds=rounds,
-                        calls_per_round=calls_per_round, warmup_s=warmup_s)
+    copies, notes = _compile_all(paths, names, models, batch_sizes, progress) if compiled else ({}, {})
+    pairs = _time_pairs(models, ref, passes, progress, copies, batch_sizes=batch_sizes, threads=threads,
+                        rounds=rounds, calls_per_round=calls_per_round, warmup_s=warmup_s)
     measured = datetime.now(timezone.utc).isoformat(timespec="seconds")
     reference_macs = macs[ref][0]
     any_pair = next(iter(pairs.values()))  # every pair ran at the same threads, clock and rounds
@@ -195,6 +250,12 @@ def time_records(paths: list[Path], reference: Path, threads: int = SPEED_THREAD
                   "rounds": any_pair.rounds, "passes": passes, "protocol": PROTOCOL, "measured": measured}
         if macs[name][1]:
             record["macs_note"] = macs[name][1]
+        if comparison is not None:
+            record.update(_compiled_timing(comparison, name, ref, notes.get(name)))
+        elif ref in copies:  # the reference's compiled copy against itself eager, over every pair
+            record["compiled"] = {"speedup": _spread_dict({f"batch_{b}": Spread.of([
+                t[0] for c in pairs.values() for t in c.get(ref + COMPILED, b).rounds]) for b in batch_sizes}),
+                "compile_seconds": round(notes[ref], 2)}
         records.append(record)
     return records
 
@@ -236,6 +297,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--calls-per-round", type=int, default=None, help="default: automatic")
     parser.add_argument("--warmup-s", type=float, default=SPEED_WARMUP_S)
     parser.add_argument("--only", metavar="PATTERN", help="file-name pattern, e.g. '03_*'; other records are kept")
+    parser.add_argument("--eager-only", action="store_true",
+                        help="skip the torch.compile'd copies (default: time them too, where a C++ compiler exists)")
     parser.add_argument("--check-against", metavar="FILE", type=Path,
                         help="a previous speed.json: print how far each b256 ratio moved")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE,
@@ -279,8 +342,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     paths, kept, previous = _selection(parser, args)
     try:
-        records = time_records(paths, args.weights_dir / BASELINE_FILE, threads=args.threads, rounds=args.rounds,
-                                passes=args.passes, warmup_s=args.warmup_s, calls_per_round=args.calls_per_round)
+        records = time_records(paths, args.weights_dir / BASELINE_FILE, compiled=not args.eager_only,
+                               threads=args.threads, rounds=args.rounds, passes=args.passes, warmup_s=args.warmup_s,
+                               calls_per_round=args.calls_per_round)
     except BenchmarkError as err:
         print(f"error: {err}; {args.output} not written", file=sys.stderr)
         return 1

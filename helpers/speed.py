@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -105,6 +107,14 @@ class SpeedComparison:
             if result.model == model and result.batch_size == batch_size:
                 return result
         raise KeyError(f"no measurement of {model!r} at batch {batch_size}")
+
+    def speedup_over(self, model: str, other: str, batch_size: int) -> Spread:
+        """``model``'s CPU-time speed-up over ``other`` (both timed in this comparison), from the same
+        interleaved rounds: e.g. a pruned model over the *compiled* baseline, beside the reference."""
+        mine, theirs = self.get(model, batch_size).rounds, self.get(other, batch_size).rounds
+        if not mine or len(mine) != len(theirs):
+            raise ValueError(f"{model!r} and {other!r} were not timed in the same rounds")
+        return Spread.of([t[2] / m[2] for m, t in zip(mine, theirs)])
 
     def to_frame(self):
         """A pandas DataFrame, one row per model and batch size (for notebooks)."""
@@ -305,3 +315,26 @@ def pool_speed(comparisons: list[SpeedComparison]) -> SpeedComparison:
                                    [sample for part in parts for sample in part.rounds]))
     return SpeedComparison(first.reference, first.threads, sum(c.rounds for c in comparisons), tuple(pooled),
                            first.clock)
+
+
+def compile_unavailable() -> str | None:
+    """Why ``torch.compile`` cannot build CPU kernels here (its inductor backend needs a C++
+    compiler), or None when it can."""
+    compilers = [os.environ.get("CXX"), "g++", "c++", "clang++"]
+    if not any(shutil.which(c) for c in compilers if c):
+        return "no C++ compiler (g++, c++ or clang++) on PATH: torch.compile's inductor needs one on the CPU"
+    return None
+
+
+def compiled_model(model: nn.Module, batch_sizes=SPEED_BATCHES, input_shape=(1, 28, 28)) -> tuple[nn.Module, float]:
+    """``(torch.compile(model, dynamic=False), seconds)``: compiled for each batch size by one call
+    each, so that compiling (the seconds returned, wall clock) stays out of any timed call."""
+    reason = compile_unavailable()
+    if reason:
+        raise RuntimeError(reason)
+    compiled = torch.compile(model.eval(), dynamic=False)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch_size in batch_sizes:
+            compiled(torch.zeros((batch_size, *input_shape)))
+    return compiled, time.perf_counter() - start

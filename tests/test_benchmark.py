@@ -1,5 +1,6 @@
 import hashlib
 import json
+import os
 
 import pytest
 import torch
@@ -72,7 +73,8 @@ def test_each_file_is_timed_in_a_pair_with_the_reference(weights_dir, tmp_path, 
 
     monkeypatch.setattr(benchmark, "compare_speed", spy)
     records = benchmark.time_records(benchmark.saved_model_files(weights_dir), weights_dir / "01_baseline.pt",
-                                      rounds=3, warmup_s=0.0, batch_sizes=(1, 4), progress=False, passes=2)
+                                      rounds=3, warmup_s=0.0, batch_sizes=(1, 4), progress=False, passes=2,
+                                      compiled=False)
     assert len(seen) == 6 and all(len(pair) == 2 and "weights/01_baseline.pt" in pair for pair in seen)
     assert {name for pair in seen for name in pair} == {r["weights_file"] for r in records}
     files = [next(n for n in pair if n != "weights/01_baseline.pt") for pair in seen]
@@ -82,6 +84,40 @@ def test_each_file_is_timed_in_a_pair_with_the_reference(weights_dir, tmp_path, 
         benchmark.time_records([], weights_dir / "01_baseline.pt", passes=0)
     reference = next(r for r in records if r["weights_file"] == "weights/01_baseline.pt")
     assert reference["speedup"]["batch_4"] == {"median": 1.0, "q1": 1.0, "q3": 1.0}
+
+
+@pytest.mark.timing
+def test_compiled_copies_are_timed_in_the_same_rounds_and_say_what_a_file_buys_beyond_compiling(weights_dir):
+    import helpers.benchmark as benchmark
+    from helpers.speed import compile_unavailable
+
+    reason = compile_unavailable()
+    if reason and not os.environ.get("CI"):
+        pytest.skip(reason)
+    real, seen = benchmark.compare_speed, []
+
+    def spy(models, reference, **kwargs):
+        seen.append(sorted(models))
+        return real(models, reference, **kwargs)
+
+    benchmark.compare_speed, original = spy, benchmark.compare_speed
+    try:
+        records = {r["weights_file"]: r for r in benchmark.time_records(
+            benchmark.saved_model_files(weights_dir), weights_dir / "01_baseline.pt", rounds=4, warmup_s=0.02,
+            batch_sizes=(1, 64), progress=False, passes=1)}
+    finally:
+        benchmark.compare_speed = original
+    ref, small = "weights/01_baseline.pt", "weights/02_small.pt"
+    assert [ref, ref + " [compiled]", small, small + " [compiled]"] in seen  # one group, the same rounds
+    assert [ref, ref + " [compiled]", "weights/06_x.int8"] in seen  # the FX int8 graph is not compiled
+    assert "crashes the process" in records["weights/06_x.int8"]["compiled"]["not_compiled"]
+    assert records[ref]["compiled"]["compile_seconds"] >= 0  # apart from the timed calls (0 when cached)
+    compiled_ref = records[ref]["compiled"]["speedup"]["batch_64"]["median"]
+    s = records[small]
+    assert s["compiled"]["compile_seconds"] >= 0 and set(s["compiled"]) >= {"speedup", "speedup_vs_compiled"}
+    # over the compiled baseline = over the eager one / what compiling gives the baseline (same rounds)
+    expected = s["speedup"]["batch_64"]["median"] / compiled_ref
+    assert s["speedup_vs_compiled"]["batch_64"]["median"] == pytest.approx(expected, rel=0.3)
 
 
 def test_b256_differences_are_relative_to_the_previous_run():

@@ -278,3 +278,18 @@ def test_a_sweep_recorder_appends_one_unsaved_record_per_point(tmp_path, random_
     assert (r["name"], r["method"]) == ("one-shot · global · 90%", "magnitude one-shot · global, no fine-tuning")
     assert r["test_accuracy"] == 12.5 and r["weights_file"] is None and r["size_bytes"] is None
     assert (r["target_sparsity"], r["epochs"]) == (0.9, 0)
+
+
+def test_the_table_gains_a_compiled_column_once_the_benchmark_timed_compiled_copies():
+    from helpers.results import results_table
+
+    record = {"stage": "02_l1", "name": "x", "method": "m", "test_accuracy": 93.0, "sparsity": 0.0,
+              "params_nonzero": 10, "weight_bits": 32, "activation_bits": None, "size_bytes": 100,
+              "latency_ms": None, "weights_file": "weights/02_x.pt", "quick": False}
+    spread = {"median": 2.0, "q1": 1.9, "q3": 2.1}
+    timed = {"speedup": {"batch_1": spread, "batch_256": spread}, "reference": "weights/01_baseline.pt",
+             "clock": "process_time", "threads": 1, "rounds": 16, "passes": 4}
+    assert "both compiled" not in results_table([record], {"weights/02_x.pt": timed})
+    compiled = {**timed, "compiled": {"speedup_vs_compiled": {"batch_256": {"median": 1.1, "q1": 1.0, "q3": 1.2}}}}
+    table = results_table([record], {"weights/02_x.pt": compiled})
+    assert "b256, both compiled |" in table and "| 2.00× (1.90–2.10) | 1.10× (1.00–1.20) |" in table

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,6 @@ def test_file_size_is_bytes_on_disk(tmp_path):
 # --- compare_speed: the one protocol for speed comparisons ------------------------------------
 
 import numpy as np  # noqa: E402
-import pytest  # noqa: E402
 
 from helpers.speed import Spread, compare_speed, pool_speed, reuse_freed_memory  # noqa: E402
 
@@ -174,3 +174,41 @@ def test_freed_activation_memory_is_reused_without_page_faults():
     for _ in range(3):
         page_faults_of_a_call()  # the first calls map the memory
     assert np.median([page_faults_of_a_call() for _ in range(7)]) < 100  # by default about 12,500 per call
+
+
+@pytest.mark.timing
+def test_a_speed_up_over_another_timed_model_comes_from_the_same_rounds():
+    short, long = _linear_stacks(2, 8)
+    result = compare_speed({"long": long, "short": short, "mid": _linear_stacks(4, 4)[0]}, "long",
+                           batch_sizes=(64,), rounds=5, warmup_s=0.01, input_shape=(256,))
+    over_mid = result.speedup_over("short", "mid", 64)
+    rounds = zip(result.get("short", 64).rounds, result.get("mid", 64).rounds)
+    assert over_mid == Spread.of([m[2] / s[2] for s, m in rounds])
+    assert 1.3 < over_mid.median < 2.7  # 2 layers against 4
+    own, reference = result.speedup_over("short", "long", 64), result.get("short", 64).speedup  # the reference's ratio
+    assert (own.median, own.q1, own.q3) == pytest.approx((reference.median, reference.q1, reference.q3))
+
+
+@pytest.mark.timing
+def test_a_compiled_model_gives_the_same_outputs_and_reports_its_compile_time_apart():
+    from helpers.speed import compile_unavailable, compiled_model
+
+    reason = compile_unavailable()
+    if reason and not os.environ.get("CI"):
+        pytest.skip(reason)
+    assert reason is None, f"CI requires the compiled path: {reason}"
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+    compiled, seconds = compiled_model(model, batch_sizes=(1, 4))
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(compiled(x), model(x), atol=1e-5)
+    assert seconds > 0
+
+
+def test_without_a_compiler_the_compiled_path_says_why(monkeypatch):
+    from helpers import speed
+
+    monkeypatch.setattr(speed.shutil, "which", lambda name: None)
+    assert "no C++ compiler" in speed.compile_unavailable()
+    with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
+        speed.compiled_model(nn.Linear(2, 2), batch_sizes=(1,), input_shape=(2,))

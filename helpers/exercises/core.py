@@ -9,6 +9,7 @@ raises a ``Hint`` naming the failed property; it returns one line saying what it
 from __future__ import annotations
 
 import functools
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -62,18 +63,66 @@ def _get(name: str) -> Exercise:
     return REGISTRY[name]
 
 
-def _call(fn: Callable, *args, case: str = ""):
-    """``fn(*args)`` on copies of the arguments; a learner's exception becomes a Hint."""
-    args = tuple(a.clone() if isinstance(a, Tensor) else
-                 {k: v.clone() for k, v in a.items()} if isinstance(a, dict) else
-                 [v.clone() for v in a] if isinstance(a, list) and a and isinstance(a[0], Tensor) else
-                 a.copy() if isinstance(a, np.ndarray) else a for a in args)
+def _copy(arg):
+    """A copy of ``arg`` sharing no memory with it: tensors, arrays, and dicts, lists, tuples of them."""
+    if isinstance(arg, Tensor):
+        return arg.detach().clone()
+    if isinstance(arg, np.ndarray):
+        return arg.copy()
+    if isinstance(arg, dict):
+        return {k: _copy(v) for k, v in arg.items()}
+    if isinstance(arg, (list, tuple)):
+        return type(arg)(_copy(v) for v in arg)
+    return arg
+
+
+def _same(now, saved) -> bool:
+    """Whether ``now`` still equals ``saved`` entry for entry (NaN equal to NaN, shapes and dtypes too)."""
+    if isinstance(saved, Tensor):
+        now = now.detach() if isinstance(now, Tensor) else now
+        return (isinstance(now, Tensor) and now.shape == saved.shape and now.dtype == saved.dtype
+                and bool(((now == saved) | ((now != now) & (saved != saved))).all()))
+    if isinstance(saved, np.ndarray):
+        return (isinstance(now, np.ndarray) and now.shape == saved.shape and now.dtype == saved.dtype
+                and bool(((now == saved) | ((now != now) & (saved != saved))).all()))
+    if isinstance(saved, dict):
+        return isinstance(now, dict) and list(now) == list(saved) and all(_same(now[k], saved[k]) for k in saved)
+    if isinstance(saved, (list, tuple)):
+        return len(now) == len(saved) and all(_same(a, b) for a, b in zip(now, saved))
+    return True  # numbers and strings cannot change in place
+
+
+def _input_names(fn: Callable, n: int) -> list[str]:
+    """The names the learner gave ``fn``'s first ``n`` parameters ("argument 2" where unknown)."""
     try:
-        return fn(*args)
+        names = [p.name for p in inspect.signature(fn).parameters.values()
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):  # builtins such as torch.round may have no signature
+        names = []
+    return names[:n] + [f"argument {i + 1}" for i in range(len(names), n)]
+
+
+def _run(fn: Callable, passed: tuple, saved: tuple, case: str = ""):
+    """``fn(*passed)``; a learner's exception becomes a Hint, and so does a change to an input:
+    ``saved`` holds what each of ``passed`` was before the call."""
+    where = f" (on {case})" if case else ""
+    try:
+        out = fn(*passed)
     except NotImplementedError:
         raise NotImplementedYet from None
     except Exception as exc:  # the learner's bug, reported, never raised
-        raise Hint(f"your function raised {type(exc).__name__}: {exc}" + (f" (on {case})" if case else "")) from None
+        raise Hint(f"your function raised {type(exc).__name__}: {exc}{where}") from None
+    for name, now, before in zip(_input_names(fn, len(passed)), passed, saved):
+        if not _same(now, before):
+            raise Hint(f"your function changed its input {name}{where}: leave the caller's data as it was — "
+                       "work on a copy (.clone() / .copy()) or out of place (w.abs(), not w.abs_(); "
+                       "x = x + 1, not x += 1)")
+    return out
+
+
+def _call(fn: Callable, *args, case: str = ""):
+    """``fn(*args)`` on copies of the arguments, compared with ``args`` after the call (see ``_run``)."""
+    return _run(fn, tuple(_copy(a) for a in args), args, case)
 
 
 def _tensor(out, what: str = "the result") -> Tensor:
