@@ -33,7 +33,8 @@ def latency_ms(model: nn.Module, batch_size: int, threads: int = LATENCY_THREADS
     for oneDNN's primitive set-up and for fresh activation memory, and a few calls did not cover it
     (the same model measured 138 ms, then 46-53 ms, in one process).
     """
-    model = model.eval().cpu()
+    model.eval()  # (an exported program's eval() returns no module)
+    model = model.cpu()
     x = torch.rand(batch_size, 1, 28, 28)
     timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x},
                             num_threads=threads, label="latency")
@@ -326,15 +327,25 @@ def compile_unavailable() -> str | None:
     return None
 
 
-def compiled_model(model: nn.Module, batch_sizes=SPEED_BATCHES, input_shape=(1, 28, 28)) -> tuple[nn.Module, float]:
+def compiled_model(model: nn.Module, batch_sizes=SPEED_BATCHES, input_shape=(1, 28, 28),
+                   freezing: bool | None = None) -> tuple[nn.Module, float]:
     """``(torch.compile(model, dynamic=False), seconds)``: compiled for each batch size by one call
-    each, so that compiling (the seconds returned, wall clock) stays out of any timed call."""
+    each, so that compiling (the seconds returned, wall clock) stays out of any timed call.
+
+    ``freezing`` (default: on for a PT2E int8 program, which needs it to fuse its int8 kernels)
+    lets inductor fold the weights into the kernels, as ``TORCHINDUCTOR_FREEZING=1`` does."""
+    from torch._inductor import config as inductor_config
+
     reason = compile_unavailable()
     if reason:
         raise RuntimeError(reason)
-    compiled = torch.compile(model.eval(), dynamic=False)
+    if freezing is None:
+        freezing = hasattr(model, "config") and isinstance(model, torch.fx.GraphModule) \
+            and not hasattr(model, "backend")
+    model.eval()  # (an exported program's eval() returns no module)
+    compiled = torch.compile(model, dynamic=False)
     start = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), inductor_config.patch(freezing=freezing):
         for batch_size in batch_sizes:
             compiled(torch.zeros((batch_size, *input_shape)))
     return compiled, time.perf_counter() - start

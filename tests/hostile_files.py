@@ -125,6 +125,11 @@ def cases(workdir: Path) -> dict[str, tuple[str, object]]:
         "int8: a 20000x20000 stride-0 tensor, signed": (".int8", _signed({
             "format": int8.FORMAT, "config": SMALL.to_dict(), "backend": "x86", "state_dict": {"w": stride0},
             "meta": {}})),
+        "int8 pt2e: a signed archive that is no exported program": (".int8", _signed({
+            "format": int8.PT2E_FORMAT, "config": SMALL.to_dict(), "meta": {},
+            "program": torch.frombuffer(bytearray(b"PK\x03\x04" + bytes(4096)), dtype=torch.uint8)})),
+        "int8 pt2e: a program stored as float32, signed": (".int8", _signed({
+            "format": int8.PT2E_FORMAT, "config": SMALL.to_dict(), "meta": {}, "program": torch.zeros(1024)})),
         "sparse: header nested 200,000 lists deep": (".sparse", _sparse_deep()),
         "sparse: header length of 4 GiB": (".sparse", struct.pack("<8sII", sparse.MAGIC, sparse.VERSION,
                                                                      0xFFFFFFFF) + b"{}" * 8),
@@ -157,6 +162,8 @@ def run_cases(workdir: Path) -> list[dict]:
     and whether the pickle marker appeared."""
     workdir.mkdir(parents=True, exist_ok=True)
     load(save(build_model(SMALL), workdir / "warm.pt"))  # imports and caches warmed outside the cases
+    import torchao.quantization.pt2e  # noqa: F401  (the PT2E loader's imports: not the file's cost)
+    from torch._export.serde import serialize  # noqa: F401
     rows = []
     for name, (suffix, content) in cases(workdir).items():
         path = workdir / f"case{suffix}"

@@ -11,9 +11,10 @@ from helpers.storage import FORMATS as CODECS
 from helpers.models import CNNConfig, build_model, prunable_layers
 from helpers.quantization.fake import ptq
 from helpers.quantization.int8 import convert_int8
+from helpers.quantization.pt2e import convert_int8_pt2e
 
 FLIPS = 200
-SUFFIXES = tuple(CODECS)
+SUFFIXES = tuple(CODECS) + (".pt2e.int8",)  # the .int8 suffix holds an FX graph or a PT2E program
 
 
 def _small_float():
@@ -34,7 +35,7 @@ def models():
     model, images = _small_float(), torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     quantized = ptq(model, images, 4, None)
     return {".pt": model, ".sparse": model, ".packed": ptq(model, images, 4, 4), ".ccz": quantized,
-            ".int8": convert_int8(model, images)}
+            ".int8": convert_int8(model, images), ".pt2e.int8": convert_int8_pt2e(model, images)}
 
 
 def _same(a, b) -> bool:

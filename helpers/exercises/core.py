@@ -1,7 +1,8 @@
 """The machinery every exercise module shares: the registry, the case runner, hint formatting.
 
 An exercise module registers each checker with ``@exercise(...)``. A checker runs the learner's
-function through ``_call`` (copies of the arguments; a learner's exception becomes a ``Hint``),
+function through ``_call`` (copies of the arguments; a learner's exception, or a change the function
+made to one of its inputs, becomes a ``Hint``),
 turns the answer into a tensor with ``_tensor`` / ``_mask``, compares it with ``_close`` and
 raises a ``Hint`` naming the failed property; it returns one line saying what it checked.
 ``course_model`` and ``_images`` give the checkers a layer and activations of the course model.
@@ -102,16 +103,16 @@ def _input_names(fn: Callable, n: int) -> list[str]:
     return names[:n] + [f"argument {i + 1}" for i in range(len(names), n)]
 
 
-def _run(fn: Callable, passed: tuple, saved: tuple, case: str = ""):
-    """``fn(*passed)``; a learner's exception becomes a Hint, and so does a change to an input:
-    ``saved`` holds what each of ``passed`` was before the call."""
+def _run(fn: Callable, passed: tuple, saved: tuple, case: str = "", note: str = ""):
+    """``fn(*passed)``; a learner's exception becomes a Hint (``note`` appended: what the case
+    means), and so does a change to an input: ``saved`` holds each of ``passed`` before the call."""
     where = f" (on {case})" if case else ""
     try:
         out = fn(*passed)
     except NotImplementedError:
         raise NotImplementedYet from None
     except Exception as exc:  # the learner's bug, reported, never raised
-        raise Hint(f"your function raised {type(exc).__name__}: {exc}{where}") from None
+        raise Hint(f"your function raised {type(exc).__name__}: {exc}{where}" + (f" — {note}" if note else "")) from None
     for name, now, before in zip(_input_names(fn, len(passed)), passed, saved):
         if not _same(now, before):
             raise Hint(f"your function changed its input {name}{where}: leave the caller's data as it was — "
@@ -120,9 +121,9 @@ def _run(fn: Callable, passed: tuple, saved: tuple, case: str = ""):
     return out
 
 
-def _call(fn: Callable, *args, case: str = ""):
+def _call(fn: Callable, *args, case: str = "", note: str = ""):
     """``fn(*args)`` on copies of the arguments, compared with ``args`` after the call (see ``_run``)."""
-    return _run(fn, tuple(_copy(a) for a in args), args, case)
+    return _run(fn, tuple(_copy(a) for a in args), args, case, note)
 
 
 def _tensor(out, what: str = "the result") -> Tensor:

@@ -13,10 +13,13 @@ from .core import Hint, _call, _close, _first_diff, _rand, _shape, _tensor, cour
           slimming.gamma_subgradient, (slimming.gamma_subgradient, slimming.add_gamma_l1_hooks),
           hints=("grad, gamma: (C,) tensors; s: float; d/dγ s|γ| = s·sign(γ), and 0 at γ = 0",))
 def _check_gamma(fn):
-    """A small case (γ = 0 included) and block2's γ; L2 penalty, missing grad and |γ| are named."""
+    """Small cases (γ = 0, an all-zero γ, s = 0) and block2's γ; L2 penalty, missing grad, |γ| and
+    a push at γ = 0 are named."""
     model, source = course_model()
     gamma_model = model.features.block2.bn.weight.detach().clone()
     cases = [(torch.tensor([0.1, -0.2, 0.3, 0.0]), torch.tensor([0.5, -2.0, 0.0, 1.5]), 1e-2, "4 channels, s = 0.01"),
+             (torch.tensor([0.1, -0.2, 0.3]), torch.tensor([0.5, -2.0, 1.0]), 0.0, "3 channels, s = 0 (no penalty)"),
+             (_rand(5, seed=37), torch.zeros(5), 0.1, "an all-zero γ, s = 0.1"),
              (_rand(64, seed=13) * 1e-3, gamma_model, 1e-4, f"γ of features.block2.bn of {source}, s = 1e-4")]
     for grad, gamma, s, case in cases:
         ref = slimming.gamma_subgradient(grad, gamma, s)
@@ -30,8 +33,42 @@ def _check_gamma(fn):
             raise Hint(f"s·γ is the gradient of an L2 penalty; the L1 penalty s|γ| gives s·sign(γ) ({case})")
         if _close(out, grad + s * gamma.abs(), atol=1e-9) or _close(out, grad + s, atol=1e-9):
             raise Hint(f"the subgradient of s|γ| is s·sign(γ): negative γ are pushed UP toward 0 ({case})")
+        bad = ~torch.isclose(out.double(), ref.double(), atol=1e-9)
+        if (gamma[bad] == 0).all():
+            i = int(bad.nonzero()[0])
+            raise Hint(f"at γ = 0 the subgradient adds nothing (sign(0) = 0, use torch.sign): channel {i} expected "
+                       f"{ref[i]:.6g}, got {out[i]:.6g} ({case})")
         raise Hint(f"on {case}: {_first_diff(out, ref, atol=1e-9)}")
-    return f"matches on a small case (γ = 0 included) and on block2 γ of {source}"
+    return f"matches on small cases (γ = 0, an all-zero γ, s = 0) and on block2 γ of {source}"
+
+
+@exercise("global_threshold", "04", "the |γ| below which the lowest ratio of ALL channels lie (midpoint)",
+          slimming.global_threshold, (slimming.global_threshold,),
+          hints=("gammas: list of (C_l,) tensors, one per BN layer; ratio in [0, 1)",
+                 "n = round(ratio · total); sort all |γ|; threshold = (v[n-1] + v[n]) / 2; 0.0 when n = 0"))
+def _midpoint(values: torch.Tensor, n: int) -> float:
+    """(v[n-1] + v[n]) / 2 of the sorted ``values`` (0.0 for n = 0; NaN where an index is out of range)."""
+    if n == 0:
+        return 0.0
+    return float((values[n - 1] + values[n]) / 2) if 0 < n < len(values) else float("nan")
+
+
+def _threshold_mistake(t: float, gammas: list, ratio: float) -> str:
+    """The mistake that gives threshold ``t`` (signed γ, floor, v[n] alone, off by one), or ""."""
+    signed, values = torch.cat(gammas).sort().values, torch.cat(gammas).abs().sort().values
+    n, floor = int(round(ratio * len(values))), int(ratio * len(values))
+    same = lambda v: math.isclose(t, v, rel_tol=1e-5, abs_tol=1e-9)  # noqa: E731
+    if n == 0:
+        return "ratio·n rounds to 0: nothing is removed, so return 0.0"
+    if floor != n and same(_midpoint(values, floor)):
+        return f"n = round(ratio·n) = round({ratio * len(values):g}) = {n} channels, not the floor {floor}"
+    if same(_midpoint(signed, n)):
+        return "rank the absolute values |γ| of all layers together (a negative γ near 0 is small too)"
+    if same(float(values[n])) or same(float(values[n - 1])):
+        return "the threshold is the midpoint (v[n-1] + v[n]) / 2 of the largest removed and smallest kept |γ|"
+    if n + 1 < len(values) and same(_midpoint(values, n + 1)):
+        return "off by one: the n removed are v[0] … v[n-1] (0-based), so take (v[n-1] + v[n]) / 2, not (v[n] + v[n+1]) / 2"
+    return ""
 
 
 @exercise("global_threshold", "04", "the |γ| below which the lowest ratio of ALL channels lie (midpoint)",
@@ -39,13 +76,17 @@ def _check_gamma(fn):
           hints=("gammas: list of (C_l,) tensors, one per BN layer; ratio in [0, 1)",
                  "n = round(ratio · total); sort all |γ|; threshold = (v[n-1] + v[n]) / 2; 0.0 when n = 0"))
 def _check_threshold(fn):
-    """Three ratios on 10 γ and ratio 0.5 on the model's γ: the count below it, then the midpoint."""
+    """Ratios 0.3, 0.55 (round ≠ floor), 0, 0.9 (one channel kept) on 10 γ, |γ| tied at the cut, a
+    one-channel layer, and the model's γ: the named mistake, else how many |γ| lie below."""
     model, source = course_model()
     small = [torch.tensor([0.9, -0.05, 0.4]), torch.tensor([-0.8, 0.02, 0.3, 0.07]),
              torch.tensor([0.01, -0.6, 0.5])]
+    tied = [torch.tensor([0.2, -0.2, 0.5]), torch.tensor([0.1]), torch.tensor([0.2, 0.7])]
     real = [bn.weight.detach().clone() for bn in model.bn_layers()]
     cases = [(small, 0.3, "3 layers, 10 γ, ratio 0.3"), (small, 0.55, "3 layers, 10 γ, ratio 0.55"),
-             (small, 0.0, "ratio 0"), (real, 0.5, f"the γ of {source}, ratio 0.5")]
+             (small, 0.0, "ratio 0"), (small, 0.9, "3 layers, 10 γ, ratio 0.9 (one channel kept)"),
+             (tied, 0.4, "|γ| 0.2 three times, tied at the cut, and a one-channel layer, ratio 0.4"),
+             (real, 0.5, f"the γ of {source}, ratio 0.5")]
     for gammas, ratio, case in cases:
         ref = slimming.global_threshold(gammas, ratio)
         out = _call(fn, gammas, ratio, case=case)
@@ -55,12 +96,13 @@ def _check_threshold(fn):
             raise
         except Exception:
             raise Hint(f"return one number (the threshold), got {out!r} ({case})") from None
+        if math.isclose(t, ref, rel_tol=1e-5, abs_tol=1e-9):
+            continue
+        mistake = _threshold_mistake(t, gammas, ratio)
+        if mistake:
+            raise Hint(f"expected {ref:.6g}, got {t:.6g}: {mistake} ({case})")
         values = torch.cat(gammas).abs()
         n_remove, below = int(round(ratio * len(values))), int((values < t).sum())
-        if below != n_remove:
-            raise Hint(f"{below} of the {len(values)} |γ| lie below your threshold {t:.4g}; exactly "
-                       f"round(ratio·n) = {n_remove} must — rank the absolute values |γ| of all layers together ({case})")
-        if not math.isclose(t, ref, rel_tol=1e-5, abs_tol=1e-9):
-            raise Hint(f"the right channels fall below {t:.4g}, but the threshold is the midpoint between the "
-                       f"largest removed and the smallest kept |γ|: {ref:.4g} ({case})")
-    return f"matches on small cases and on all BatchNorm γ of {source}"
+        raise Hint(f"{below} of the {len(values)} |γ| lie below your threshold {t:.4g}; exactly round(ratio·n) = "
+                   f"{n_remove} must — rank |γ| of all layers together, threshold (v[n-1] + v[n]) / 2 ({case})")
+    return f"matches on small cases (round ≠ floor, ratio 0, ties at the cut) and on all BatchNorm γ of {source}"

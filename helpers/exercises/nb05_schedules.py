@@ -10,7 +10,17 @@ import torch
 from torch import Tensor
 
 from ..pruning import schedules, unstructured
+from . import masks
 from .core import Hint, _call, _mask, _rand, _weight, course_model, exercise
+
+
+def _sparsity(fn, t, T, final, initial, case: str, note: str = "") -> float:
+    """The learner's sparsity at step ``t`` as a float; a Hint when it is not one number."""
+    out = _call(fn, t, T, final, initial, case=f"step {t}, {case}", note=note)
+    try:
+        return float(out)
+    except (TypeError, ValueError):
+        raise Hint(f"return one number (the sparsity at step {t}), got {type(out).__name__} ({case})") from None
 
 
 @exercise("agp_sparsity", "05", "cubic AGP: s_f + (s_i - s_f)·(1 - t/T)³, held at s_f after T",
@@ -18,15 +28,11 @@ from .core import Hint, _call, _mask, _rand, _weight, course_model, exercise
           hints=("agp_sparsity(step, T, final, initial=0.0) -> float",
                  "clip t/T to [0, 1]; T = 0 means the final sparsity at once"))
 def _check_agp(fn):
-    """Two schedules step by step (start, T/2, end, held after T), then the course's AGP events."""
+    """Two schedules step by step (start, T/2, end, held after T), steps before the start, T = 0,
+    then the course's AGP events."""
     for T, final, initial in [(10, 0.9, 0.0), (7, 0.95, 0.2)]:
         case = f"T = {T}, final {final}, initial {initial}"
-        got = {}
-        for t in (0, T / 2, T, T + 3, 2 * T) + tuple(range(T)):
-            try:
-                got[t] = float(_call(fn, t, T, final, initial, case=f"step {t}, {case}"))
-            except (TypeError, ValueError):
-                raise Hint(f"return one number (the sparsity at step {t}) ({case})") from None
+        got = {t: _sparsity(fn, t, T, final, initial, case) for t in (0, T / 2, T, T + 3, 2 * T) + tuple(range(T))}
         if not math.isclose(got[0], initial, abs_tol=1e-6):
             raise Hint(f"at step 0 the sparsity must be the initial {initial}, got {got[0]:.4g} ({case})")
         if not math.isclose(got[T], final, abs_tol=1e-6):
@@ -43,12 +49,24 @@ def _check_agp(fn):
             ref = schedules.cubic_sparsity(t, T, final, initial)
             if not math.isclose(got[t], ref, abs_tol=1e-6):
                 raise Hint(f"at step {t} expected {ref:.4g}, got {got[t]:.4g} ({case})")
+    for t, T, final, initial in [(-3, 10, 0.9, 0.1), (-1, 7, 0.95, 0.0)]:
+        case = f"T = {T}, final {final}, initial {initial}"
+        out = _sparsity(fn, t, T, final, initial, case)
+        if not math.isclose(out, initial, abs_tol=1e-6):
+            raise Hint(f"before the start (step {t}) the sparsity stays at the initial {initial}: clip t/T to [0, 1] "
+                       f"from below too, got {out:.4g} ({case})")
+    for t, final, initial in [(0, 0.9, 0.0), (5, 0.8, 0.3)]:
+        case = f"T = 0, final {final}, initial {initial}"
+        out = _sparsity(fn, t, 0, final, initial, case, note="T = 0 means the final sparsity at once: don't divide by T")
+        if not math.isclose(out, final, abs_tol=1e-6):
+            raise Hint(f"T = 0 means the final sparsity {final} at once (at every step), got {out:.4g} at step {t} ({case})")
     schedule = schedules.PruningSchedule("agp", 0.95, epochs=6, prune_steps=5, prune_epochs=3)
     for step, s in schedule.events(steps_per_epoch=10):
-        out = float(_call(fn, step / 10, 3, 0.95, 0.0, case="the course's AGP events"))
+        out = _sparsity(fn, step / 10, 3, 0.95, 0.0, "the course's AGP events")
         if not math.isclose(out, s, abs_tol=1e-6):
             raise Hint(f"at epoch {step / 10:g} of the course's 5-step AGP to 95% expected {s:.4g}, got {out:.4g}")
-    return "starts at s_i, is cubic, reaches s_f at T and stays there; matches the course's AGP events"
+    return "starts at s_i (and before), is cubic, reaches s_f at T and stays there, T = 0 at once; " \
+           "matches the course's AGP events"
 
 
 def global_magnitude_reference(weights: dict[str, Tensor], sparsity: float) -> dict[str, Tensor]:
@@ -60,32 +78,58 @@ def global_magnitude_reference(weights: dict[str, Tensor], sparsity: float) -> d
     return {name: part.reshape(w.shape) for (name, w), part in zip(weights.items(), keep.split(sizes))}
 
 
+def _where(weights: dict[str, Tensor], flat_index: int) -> str:
+    """``name[i, j, …]`` of entry ``flat_index`` of the layers' weights flattened and concatenated in order."""
+    for name, w in weights.items():
+        if flat_index < w.numel():
+            return f"{name}[{', '.join(str(int(i)) for i in torch.unravel_index(torch.tensor(flat_index), w.shape))}]"
+        flat_index -= w.numel()
+    raise IndexError(flat_index)
+
+
 @exercise("global_magnitude_masks", "05", "masks removing the floor(s·total) smallest |w| ranked over ALL layers",
           global_magnitude_reference, (unstructured.global_masks,),
           hints=("weights: {name: tensor}; return {name: bool mask of that shape} (True = keep)",
                  "one ranking over all layers: each layer ends up with its own sparsity"))
 def _check_global_masks(fn):
-    """A small and a real 3-layer case: floor(s·total) removed, the smallest |w| over all layers."""
+    """Small cases (s·total = 33.6, |w| tied at the cut across layers with an all-zero conv layer,
+    s = 0) and three real layers: floor(s·total) removed, the smallest |w| over all layers, ties in
+    the order of the layers, then position."""
     model, source = course_model()
     small = {"a": _rand(4, 5, seed=14), "b": _rand(3, 6, seed=15) * 0.1, "c": _rand(10, seed=16) * 3}
+    tied = {"a": torch.tensor([[0.5, -0.5, 0.1], [0.2, 0.0, 0.0]]), "b": torch.tensor([0.5, 0.0, -0.2, -0.1]),
+            "c": torch.zeros(1, 2, 1, 2)}
     real = {name: _weight(name) for name in ("features.block2.conv", "features.block3.conv", "classifier.fc2")}
     for weights, s, case in [(small, 0.5, "3 layers of different scales, s = 0.5"),
+                             (small, 0.7, "3 layers, 48 weights, s = 0.7 (s·total = 33.6)"),
+                             (tied, 0.4, "|w| tied at the cut (zeros, an all-zero conv layer), s = 0.4"),
+                             (small, 0.0, "3 layers, s = 0"),
                              (real, 0.9, f"block2/block3 conv and fc2 of {source}, s = 0.9")]:
         out = _call(fn, weights, s, case=case)
         if not isinstance(out, dict) or set(out) != set(weights):
             raise Hint(f"return a dict with one mask per layer name {sorted(weights)}, got "
                        f"{sorted(out) if isinstance(out, dict) else type(out).__name__} ({case})")
-        masks = {n: _mask(out[n], w.shape, f"the mask of {n!r}") for n, w in weights.items()}
-        total = sum(w.numel() for w in weights.values())
-        removed = sum(int((~m).sum()) for m in masks.values())
-        if removed != int(s * total):
-            raise Hint(f"{removed} weights removed; floor(s·total) = {int(s * total)} of all {total} must be ({case})")
-        kept_min = min(float(w.abs()[m].min()) for w, m in zip(weights.values(), masks.values()) if m.any())
-        removed_max = max(float(w.abs()[~m].max()) for w, m in zip(weights.values(), masks.values()) if (~m).any())
-        if removed_max > kept_min:
-            if all(torch.equal(m, unstructured.layer_mask(w.abs(), s)) for w, m in zip(weights.values(), masks.values())):
+        masks_ = {n: _mask(out[n], w.shape, f"the mask of {n!r}") for n, w in weights.items()}
+        flat = torch.cat([w.abs().flatten() for w in weights.values()])[None]
+        got = torch.cat([m.flatten() for m in masks_.values()])[None]
+        total, k = flat.shape[1], int(s * flat.shape[1])
+        problem = masks.count_problem(got, flat, total - k)
+        if problem:
+            why = f" — you removed round(s·total); remove floor(s·total) = int({s}·{total})" \
+                if round(s * total) != k and total - problem[1] == round(s * total) else problem[2]
+            raise Hint(f"{total - problem[1]} weights removed; floor(s·total) = {k} of all {total} must be{why} ({case})")
+        if masks.order_problem(got, flat):
+            if all(torch.equal(m, unstructured.layer_mask(w.abs(), s)) for w, m in zip(weights.values(), masks_.values())):
                 raise Hint(f"every layer has sparsity {s}: that is a per-layer ranking; rank |w| of all layers "
                            f"together, so layers with small weights lose more ({case})")
+            removed_max, kept_min = float(flat[~got].max()), float(flat[got].min())
             raise Hint(f"a weight with |w| = {removed_max:.4g} was removed while one with |w| = {kept_min:.4g} "
                        f"was kept: rank by |w| over all layers ({case})")
-    return f"removes exactly the smallest |w| over all layers, on a small case and on three layers of {source}"
+        ref = torch.cat([m.flatten() for m in global_magnitude_reference(weights, s).values()])[None]
+        tie = masks.tie_problem(got, ref)
+        if tie:
+            _, i, j = tie
+            raise Hint(masks.tie_text(_where(weights, i), _where(weights, j), flat[0, i]) +
+                       f" — all layers' |w| ranked in one sequence, layer after layer in the dict's order ({case})")
+    return f"removes exactly the smallest |w| over all layers (round ≠ floor, ties, s = 0), on small cases and on " \
+           f"three layers of {source}"

@@ -4,12 +4,13 @@ The ``*_reference`` functions carry no docstring: ``solution(name)`` prints thei
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from ..quantization import codes as qcodes, fake
-from .core import (Hint, NotImplementedYet, _call, _close, _first_diff, _rand, _shape, _tensor, _weight,
-                   course_model, exercise)
+from .core import Hint, _call, _close, _first_diff, _rand, _run, _shape, _tensor, _weight, course_model, exercise
 
 
 def symmetric_scales_reference(weight: Tensor, bits: int) -> Tensor:
@@ -31,10 +32,31 @@ def ste_round_reference(x: Tensor) -> Tensor:
 @exercise("symmetric_scales", "06", "per output channel, max|w_c| / (2^(b-1) - 1): the symmetric weight scale",
           symmetric_scales_reference, (qcodes.weight_scales, qcodes.symmetric_range),
           hints=("weight: (out, …); return (out,); 4 bits: q in [-7, 7], so s_c = max|w_c| / 7",))
+def _scale_mistakes(weight: Tensor, bits: int) -> list[tuple[Tensor, str]]:
+    """(what a plausible wrong scale gives, the hint naming it) for ``weight`` at ``bits``."""
+    rows, q_max = weight.reshape(len(weight), -1), 2 ** (bits - 1) - 1
+    max_abs = rows.abs().amax(1)
+    return [((rows.amax(1) - rows.amin(1)) / (2 ** bits - 1), "(max - min) / (2^b - 1) is the asymmetric scale"),
+            (max_abs / (2 ** bits - 1), f"2^b - 1 = {2 ** bits - 1} counts the unsigned levels; the symmetric "
+                                        f"range is [-{q_max}, {q_max}], so divide by 2^(b-1) - 1 = {q_max}"),
+            (max_abs / 2 ** (bits - 1), f"the narrow symmetric range stops at 2^(b-1) - 1 = {q_max}, not 2^(b-1)"),
+            (rows.amax(1) / q_max, "use max|w|, the largest MAGNITUDE: a row whose largest |w| is negative "
+                                   "gets the wrong scale from max(w)"),
+            (torch.where(max_abs == 0, 1.0, max_abs / q_max), "an all-zero row has max|w| = 0, so its scale is 0 "
+                                                               "(got 1 there)")]
+
+
+@exercise("symmetric_scales", "06", "per output channel, max|w_c| / (2^(b-1) - 1): the symmetric weight scale",
+          symmetric_scales_reference, (qcodes.weight_scales, qcodes.symmetric_range),
+          hints=("weight: (out, …); return (out,); 4 bits: q in [-7, 7], so s_c = max|w_c| / 7",))
 def _check_scales(fn):
-    """Small weights and fc1 / block2.conv: max|w| / q_max per row; the asymmetric scale is named."""
+    """Small weights (an all-zero row, a negative largest |w|, 2 and 3 bits) and fc1 / block2.conv:
+    max|w| / q_max per row; the asymmetric, unsigned, 2^(b-1), signed-max and zero-row scales named."""
     model, source = course_model()
+    signs = torch.tensor([[0.1, -0.9, 0.3], [0.0, 0.0, 0.0], [0.5, 0.2, -0.1]])
     cases = [(_rand(3, 8, seed=17), 4, "a (3, 8) weight, 4 bits"), (_rand(2, 2, 3, 3, seed=18), 2, "a conv weight, 2 bits"),
+             (signs, 4, "a (3, 3) weight, 4 bits: row 0's largest |w| negative, row 1 all zero"),
+             (_rand(1, 5, seed=38), 3, "a single-row (1, 5) weight, 3 bits"),
              (_weight("classifier.fc1"), 4, f"classifier.fc1 of {source}, 4 bits"),
              (_weight("features.block2.conv"), 8, f"features.block2.conv of {source}, 8 bits")]
     for weight, bits, case in cases:
@@ -45,14 +67,11 @@ def _check_scales(fn):
         _shape(out, ref.shape, why=" (one scale per output channel)")
         if _close(out, ref, rtol=1e-5):
             continue
-        q_max = 2 ** (bits - 1) - 1
-        rows = weight.reshape(len(weight), -1)
         r = int((~torch.isclose(out.double(), ref.double(), rtol=1e-5)).nonzero()[0])
-        asym = (rows.amax(1) - rows.amin(1)) / (2 ** bits - 1)
-        extra = " — (max - min) / (2^b - 1) is the asymmetric scale" if _close(out, asym, rtol=1e-5) else ""
-        raise Hint(f"scale must be max|w| / {q_max} for {bits}-bit symmetric: row {r} expected "
+        extra = next((f" — {why}" for wrong, why in _scale_mistakes(weight, bits) if _close(out, wrong, rtol=1e-5)), "")
+        raise Hint(f"scale must be max|w| / {2 ** (bits - 1) - 1} for {bits}-bit symmetric: row {r} expected "
                    f"{ref[r]:.6g}, got {out[r]:.6g}{extra} ({case})")
-    return f"matches on small weights and on fc1 / block2.conv of {source}"
+    return f"matches on small weights (an all-zero row, a negative largest |w|) and on fc1 / block2.conv of {source}"
 
 
 def _tie_free(weight: Tensor, s: Tensor) -> Tensor:
@@ -61,69 +80,119 @@ def _tie_free(weight: Tensor, s: Tensor) -> Tensor:
     return (ratio - ratio.floor() - 0.5).abs() > 1e-4
 
 
+def _level_problem(out: Tensor, weight: Tensor, s: Tensor, q_max: int) -> str:
+    """What is wrong with the first entry of ``out`` beyond its row's largest level or off its grid; "" if none."""
+    s = s.expand_as(weight).double()
+    beyond = out.double().abs() > q_max * s * (1 + 1e-5) + 1e-12
+    if beyond.any():
+        i = tuple(int(v) for v in beyond.nonzero()[0])
+        return (f"entry {i} is {out[i]:.6g}, beyond its row's largest level ±{q_max}·s_c = ±{q_max * s[i]:.6g} "
+                f"(s_c = {s[i]:.6g}): clamp q = round(w / s_c) to [-{q_max}, {q_max}], per row")
+    q = out.double() / s
+    off = (s > 1e-9) & ((q - q.round()).abs() > 1e-3)
+    if off.any():
+        i = tuple(int(v) for v in off.nonzero()[0])
+        return (f"entry {i} is {out[i]:.6g}, off the grid of levels s_c·q (multiples of s_c = {s[i]:.6g}; "
+                f"{out[i]:.6g} / s_c = {q[i]:.4g}): round w / s_c to an integer q, then multiply by s_c")
+    return ""
+
+
+def _tie_problem(out: Tensor, ref: Tensor, weight: Tensor, s: Tensor) -> str:
+    """The hint for an entry exactly halfway between two levels rounded away from the even code; "" if none."""
+    ratio = (weight / s).double()
+    bad = (ratio - ratio.floor() == 0.5) & ~torch.isclose(out.double(), ref.double(), rtol=1e-5, atol=1e-7)
+    if not bad.any():
+        return ""
+    i = tuple(int(v) for v in bad.nonzero()[0])
+    code = float(ratio[i].round())
+    return (f"w / s_c = {ratio[i]:g} lies exactly halfway between two codes: torch.round rounds halves to the EVEN "
+            f"one, {code:g} (so ŵ = {ref[i]:.6g}), got {out[i]:.6g} — half up or away from zero is another rule")
+
+
 @exercise("fake_quantize", "06", "round(w / s_c), clamp to ±(2^(b-1) - 1), multiply back by s_c",
           fake_quantize_reference, (qcodes.fake_quantize_weight, qcodes.quantize_weight, qcodes.symmetric_range),
           hints=("weight: (out, …); scales: (out,); return floats of the weight's shape on the levels s_c·q",
-                 "q = clamp(round(w / s_c), -(2^(b-1) - 1), 2^(b-1) - 1); ŵ = s_c · q"))
+                 "q = clamp(round(w / s_c), -(2^(b-1) - 1), 2^(b-1) - 1); ŵ = s_c · q",
+                 "halves round to the even code, as torch.round does: 0.5 → 0, 1.5 → 2, 2.5 → 2"))
 def _check_fake_quantize(fn):
-    """Small cases and fc2 with MSE scales (rounding ties skipped); codes, no clamp, floor named."""
+    """Small cases (exact halves at power-of-two scales, an all-zero channel, 2 and 3 bits) and fc2 with
+    MSE scales (inexact rounding ties skipped); codes, clamping, the grid, floor and ties are named."""
     model, source = course_model()
     w = torch.tensor([[0.26, -0.34, 0.05, 1.2], [-0.9, 0.44, 0.0, -0.16]])
+    halves = torch.tensor([[0.25, 0.75, -0.25, -0.75, 1.25, 0.1], [0.375, -0.125, 0.625, 0.0, 0.3, -0.3]])
+    zero_row = torch.tensor([[0.0, 0.0, 0.0], [0.3, -0.6, 0.9]])
     fc2 = _weight("classifier.fc2")
-    cases = [(w, torch.tensor([0.1, 0.1]), 4, "a (2, 4) weight, s = 0.1, 4 bits (0.9 and 1.2 clip at ±0.7)"),
-             (_rand(3, 2, 3, 3, seed=19), torch.tensor([0.3, 0.5, 0.2]), 2, "a conv weight at 2 bits"),
-             (fc2, qcodes.weight_scales(fc2, 4, clip="mse"), 4, f"classifier.fc2 of {source}, 4 bits, MSE scales")]
-    for weight, scales, bits, case in cases:
+    cases = [(w, torch.tensor([0.1, 0.1]), 4, "a (2, 4) weight, s = 0.1, 4 bits (0.9 and 1.2 clip at ±0.7)", False),
+             (halves, torch.tensor([0.5, 0.25]), 4, "w / s exactly 0.5, 1.5, 2.5, … (s = 0.5 and 0.25), 4 bits", True),
+             (_rand(3, 2, 3, 3, seed=19), torch.tensor([0.3, 0.5, 0.2]), 2, "a conv weight at 2 bits", False),
+             (zero_row, torch.tensor([1e-12 / 3, 0.3]), 3, "an all-zero channel (scale 1e-12 / 3), 3 bits", False),
+             (fc2, qcodes.weight_scales(fc2, 4, clip="mse"), 4, f"classifier.fc2 of {source}, 4 bits, MSE scales", False)]
+    for weight, scales, bits, case, exact in cases:
         ref = fake_quantize_reference(weight, scales, bits)
         out = _tensor(_call(fn, weight, scales, bits, case=case))
         _shape(out, weight.shape, why=" (the weight's shape)")
         s = scales.reshape(-1, *[1] * (weight.ndim - 1))
-        ok = _tie_free(weight, s)
+        ok = torch.ones_like(weight, dtype=torch.bool) if exact else _tie_free(weight, s)
         if torch.allclose(out.double()[ok], ref.double()[ok], rtol=1e-5, atol=1e-7):
             continue
         q_max = 2 ** (bits - 1) - 1
         codes = torch.clamp(torch.round(weight / s), -q_max, q_max)
         if torch.allclose(out.double(), codes.double()):
             raise Hint(f"you returned the integer codes q; return the dequantized weight s_c·q ({case})")
-        if (out.abs() > q_max * s * (1 + 1e-5)).any():
-            raise Hint(f"values must be clamped to ±{q_max}·s_c ({bits}-bit narrow symmetric range [-{q_max}, {q_max}]): "
-                       f"got {float(out.abs().max()):.4g} where the largest level is {float((q_max * s).max()):.4g} ({case})")
+        problem = _level_problem(out, weight, s, q_max) or (exact and _tie_problem(out, ref, weight, s))
+        if problem:
+            raise Hint(f"{problem} ({case})")
         if torch.allclose(out.double(), (torch.floor(weight / s).clamp(-q_max, q_max) * s).double()):
             raise Hint(f"round to the NEAREST level (torch.round), not down (floor) ({case})")
         bad = (~torch.isclose(out.double(), ref.double(), rtol=1e-5, atol=1e-7)) & ok
         i = tuple(int(v) for v in bad.nonzero()[0])
         raise Hint(f"w = {weight[i]:.4g} with s = {float(s.expand_as(weight)[i]):.4g} must become {ref[i]:.4g}, got "
                    f"{out[i]:.4g} (round(w/s), clamp, times s) ({case})")
-    return f"matches (clamping included) on small cases and on fc2 of {source}"
+    return f"matches (clamping, exact halves and an all-zero channel included) on small cases and on fc2 of {source}"
+
+
+def _gradient_hint(grad: Tensor | None, x: Tensor, case: str) -> str:
+    """The hint when the gradient to ``x`` is not 1 everywhere: where it differs and what it is; "" if right."""
+    if grad is not None and torch.allclose(grad, torch.ones_like(x)):
+        return ""
+    if grad is None or not grad.any():
+        return (f"the gradient through ste_round must be 1 (straight-through), got 0 for every x: torch.round's own "
+                f"gradient is 0, so keep x in the graph: x + (round(x) - x).detach() ({case})")
+    i = int((~torch.isclose(grad, torch.ones_like(x))).flatten().nonzero()[0])
+    return (f"the gradient through ste_round must be 1 for every x (straight-through), got {float(grad.flatten()[i]):.6g} "
+            f"at x = {float(x.flatten()[i]):.6g} (entry {i}) — no clipping, no scaling: x + (round(x) - x).detach() ({case})")
 
 
 @exercise("ste_round", "06", "straight-through round: forward round(x), gradient 1 in backward",
           ste_round_reference, (qcodes.fake_quantize_weight, fake._QuantMixin.quantized_weight),
-          hints=("x + (round(x) - x).detach(): the detached part carries the rounding, x the gradient",))
+          hints=("x + (round(x) - x).detach(): the detached part carries the rounding, x the gradient",
+                 "halves round to the even integer, as torch.round does: 0.5 → 0, 1.5 → 2, -2.5 → -2"))
 def _check_ste(fn):
-    """5 values and fc1 over its scales: forward round(x), gradient exactly 1 back to x."""
+    """10 values (halves, |x| > 1) and fc1 over its scales: forward round(x) (halves to even),
+    gradient exactly 1 back to x, x itself unchanged."""
     model, source = course_model()
     fc1 = _weight("classifier.fc1")
     scales = qcodes.weight_scales(fc1, 4, clip="max")
-    for x, case in [(torch.tensor([0.2, 0.7, -1.6, 2.5, -0.4]), "5 values"),
-                    (fc1 / scales[:, None], f"classifier.fc1 of {source} divided by its 4-bit scales")]:
-        x = x.clone().requires_grad_(True)
-        try:
-            out = fn(x)
-        except NotImplementedError:
-            raise NotImplementedYet from None
-        except Exception as exc:
-            raise Hint(f"your function raised {type(exc).__name__}: {exc} (on {case})") from None
+    for values, case in [(torch.tensor([0.2, 0.7, -1.6, 2.5, -0.4, 0.5, -0.5, 1.5, -2.5, 3.7]),
+                          "10 values, halves included"),
+                         (fc1 / scales[:, None], f"classifier.fc1 of {source} divided by its 4-bit scales")]:
+        x = values.clone().requires_grad_(True)
+        out = _run(fn, (x,), (values,), case)
         if not isinstance(out, Tensor):
             raise Hint(f"return a tensor, got {type(out).__name__} ({case})")
         _shape(out, x.shape, why=" (x's shape)")
-        if not torch.equal(out.detach(), torch.round(x.detach())):
-            raise Hint(f"the forward value must be round(x): {_first_diff(out.detach(), torch.round(x.detach()))} ({case})")
+        ref = torch.round(values)
+        if not torch.equal(out.detach(), ref):
+            i = int((out.detach() != ref).flatten().nonzero()[0])
+            v, got = float(values.flatten()[i]), float(out.detach().flatten()[i])
+            if v - math.floor(v) == 0.5:
+                raise Hint(f"x = {v:g} lies exactly halfway: torch.round rounds halves to the EVEN integer, "
+                           f"{ref.flatten()[i]:g}, got {got:g} ({case})")
+            raise Hint(f"the forward value must be round(x): {_first_diff(out.detach(), ref)} ({case})")
         if not out.requires_grad:
             raise Hint(f"no gradient flows back to x (the output is detached from x): keep x in the graph ({case})")
         grad, = torch.autograd.grad(out.sum(), x, allow_unused=True)
-        if grad is None or not torch.allclose(grad, torch.ones_like(x)):
-            got = 0.0 if grad is None else float(grad.flatten()[0])
-            raise Hint(f"the gradient through ste_round must be 1 (straight-through), got {got:g} "
-                       f"(torch.round's own gradient is 0) ({case})")
-    return f"forward rounds, gradient 1 — as the course's fake-quantizer on fc1 of {source}"
+        hint = _gradient_hint(grad, values, case)
+        if hint:
+            raise Hint(hint)
+    return f"forward rounds (halves to even), gradient 1 — as the course's fake-quantizer on fc1 of {source}"

@@ -219,15 +219,17 @@ def _load_failure(err: Exception) -> str:
     return f"corrupt or truncated ({type(err).__name__}: {text.split('. ')[0][:200]})"
 
 
-def torch_payload(data: bytes, fmt: str, error: type[ModelFileError], source: str) -> dict:
+def torch_payload(data: bytes, fmt: str | tuple[str, ...], error: type[ModelFileError], source: str) -> dict:
     """The dict ``torch_bytes`` wrote, loaded with ``weights_only=True`` (no code is unpickled), its
-    shape checked before the content is touched, then its format and digest."""
+    shape checked before the content is touched, then its format (``fmt``, or one of them) and digest."""
+    formats = (fmt,) if isinstance(fmt, str) else tuple(fmt)
+    named = " or ".join(formats)
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, random bytes, pickled code or classes, bad storages ...
-        raise error(f"{source} is not a readable {fmt} file: {_load_failure(err)}") from None
-    if not isinstance(payload, dict) or payload.get("format") != fmt:
-        raise error(f"{source} is not a {fmt} file")
+        raise error(f"{source} is not a readable {named} file: {_load_failure(err)}") from None
+    if not isinstance(payload, dict) or payload.get("format") not in formats:
+        raise error(f"{source} is not a {named} file")
     _check_tree(payload, error, source)
     stored = payload.pop("sha256", None)
     if stored != content_digest(payload):

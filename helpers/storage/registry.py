@@ -7,7 +7,7 @@ suffix     holds                                          format module
 ``.sparse`` a pruned float model, zeros not stored         ``storage.sparse``
 ``.packed`` a fake-quantized model, weights bit-packed     ``storage.packed``
 ``.ccz``    a pruned + quantized model, entropy coded      ``storage.compressed``
-``.int8``   a real int8 model from ``convert_int8``         ``storage.int8``
+``.int8``   a real int8 model (PT2E program or FX graph)   ``storage.int8``
 =========  ============================================  ==================================
 
 Every format detects corruption (a CRC-32 or a SHA-256 over the content), checks every size a file
@@ -49,7 +49,7 @@ FORMATS = {f.suffix: f for f in (
                 packed.encode, packed.decode),
     ModelFormat(".ccz", "a pruned + quantized model, entropy coded", compressed.CompressedFileError,
                 compressed.encode, compressed.decode),
-    ModelFormat(".int8", "a real int8 model (FX graph)", int8.Int8FileError, int8.encode, int8.decode,
+    ModelFormat(".int8", "a real int8 model (PT2E program or FX graph)", int8.Int8FileError, int8.encode, int8.decode,
                 cpu_only=True),
 )}
 
