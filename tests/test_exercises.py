@@ -24,6 +24,99 @@ def _stub(*args):
 
 
 # --------------------------------------------------------------------------- wrong answers
+# Plausible learner mistakes, one small function each, grouped by exercise. The table WRONG below
+# pairs each with the distinctive words of the hint it must get; its ids name the mistake's category.
+def _acc_ties_count_as_right(logits, labels):
+    label_logit = logits.gather(1, labels[:, None]).squeeze(1)
+    return 100.0 * (label_logit == logits.amax(1)).float().mean().item()  # a tie for the max counts as right
+
+
+def _acc_shift_in_place(logits, labels):
+    logits -= logits.amax(1, keepdim=True)  # "stabilise" as before a softmax: changes the caller's logits
+    return 100.0 * (logits.argmax(1) == labels).float().mean().item()
+
+
+def _fc1_scale_in_place(kept, spatial):
+    kept *= spatial  # each channel's first column — written into the caller's tensor
+    return (kept[:, None] + torch.arange(spatial)).flatten()
+
+
+def _wanda_in_place(w, norms):
+    rows = w.reshape(len(w), -1)  # a view of w
+    rows.abs_().mul_(norms)
+    return w
+
+
+def _im2col_square_in_place(x, k, p):
+    x.mul_(x)  # square first (zero padding stays zero): right values, but x is changed
+    return F.unfold(x, k, padding=p).sum(dim=(0, 2)).div(len(x)).sqrt()
+
+
+def _row_mask_round(scores, s):
+    rows = scores.reshape(len(scores), -1)
+    k = round(s * rows.shape[1])  # round, not floor
+    mask = torch.ones_like(rows, dtype=torch.bool)
+    mask.scatter_(1, rows.argsort(dim=1, stable=True)[:, :k], False)
+    return mask.reshape(scores.shape)
+
+
+def _row_mask_threshold(scores, s):
+    rows = scores.reshape(len(scores), -1)
+    k = int(s * rows.shape[1])
+    cut = rows.sort(1).values[:, k - 1:k]  # the k-th lowest score of each row
+    return (rows > cut).reshape(scores.shape)  # removes every score tied with it
+
+
+def _row_mask_keep_highest_first(scores, s):
+    rows = scores.reshape(len(scores), -1)
+    n_keep = rows.shape[1] - int(s * rows.shape[1])
+    mask = torch.zeros_like(rows, dtype=torch.bool)
+    mask.scatter_(1, rows.argsort(dim=1, descending=True, stable=True)[:, :n_keep], True)  # ties: keeps the earlier
+    return mask.reshape(scores.shape)
+
+
+def _row_mask_fill_in_place(scores, s):
+    rows = scores.reshape(len(scores), -1)  # a view: writing to it writes to scores
+    for _ in range(int(s * rows.shape[1])):
+        rows[torch.arange(len(rows)), rows.argmin(1)] = float("inf")
+    return ~torch.isinf(rows).reshape(scores.shape)
+
+
+def _row_mask_drop_last_k(scores, s):
+    rows = scores.reshape(len(scores), -1)
+    k = int(s * rows.shape[1])
+    highest_first = rows.argsort(dim=1, stable=True).flip(1)
+    mask = torch.zeros_like(rows, dtype=torch.bool)
+    mask.scatter_(1, highest_first[:, :-k], True)  # all but the k lowest; at k = 0, [:, :-0] is empty
+    return mask.reshape(scores.shape)
+
+
+def _nm_remove_n(scores, n, m):
+    groups = scores.reshape(-1, m)
+    mask = torch.ones_like(groups, dtype=torch.bool)
+    mask.scatter_(1, groups.argsort(dim=1, stable=True)[:, :n], False)  # removes n: right only when n = m - n
+    return mask.reshape(scores.shape)
+
+
+def _nm_threshold(scores, n, m):
+    groups = scores.reshape(-1, m)
+    cut = groups.sort(1).values[:, m - n - 1:m - n]  # the largest score to remove
+    return (groups > cut).reshape(scores.shape)
+
+
+def _nm_keep_highest_first(scores, n, m):
+    groups = scores.reshape(-1, m)
+    mask = torch.zeros_like(groups, dtype=torch.bool)
+    mask.scatter_(1, groups.argsort(dim=1, descending=True, stable=True)[:, :n], True)  # ties: keeps the earlier
+    return mask.reshape(scores.shape)
+
+
+def _nm_mark_in_place(scores, n, m):
+    groups = scores.view(-1, m)  # a view of scores
+    groups.scatter_(1, groups.argsort(dim=1, stable=True)[:, :m - n], -1.0)  # mark the removed ones …
+    return (groups >= 0).reshape(scores.shape)  # … keep the rest
+
+
 def _gaps_from_zero(pos, max_gap=255):
     return np.diff(np.concatenate([[0], pos]))
 
@@ -32,9 +125,63 @@ def _gaps_without_fillers(pos, max_gap=255):
     return np.diff(np.concatenate([[-1], pos]))
 
 
+def _gaps_fill_at_equal(pos, max_gap=255):
+    gaps, previous = [], -1
+    for p in pos:
+        gap = int(p) - previous
+        while gap >= max_gap:  # >=: a gap of exactly max_gap gets a filler too
+            gaps.append(max_gap)
+            gap -= max_gap
+        gaps.append(gap)
+        previous = int(p)
+    return np.array(gaps, dtype=np.int64)
+
+
+def _gaps_divmod(pos, max_gap=255):
+    gaps = []
+    for gap in np.diff(np.concatenate([[-1], pos])):
+        fillers, rest = divmod(int(gap), max_gap)
+        gaps += [max_gap] * fillers + [rest]  # 510 becomes 255, 255, 0
+    return np.array(gaps, dtype=np.int64)
+
+
+def _gaps_shift_in_place(pos, max_gap=255):
+    pos += 1  # count from index -1: shift every position by one (the caller's array)
+    gaps, previous = [], 0
+    for p in pos:
+        gap = int(p) - previous
+        gaps += [max_gap] * ((gap - 1) // max_gap) + [gap - max_gap * ((gap - 1) // max_gap)]
+        previous = int(p)
+    return np.array(gaps, dtype=np.int64)
+
+
+def _gaps_first_apart(pos, max_gap=255):
+    gaps = [int(pos[0]) + 1] + np.diff(pos).tolist()  # pos[0]: fails on no positions
+    out = []
+    for gap in gaps:
+        out += [max_gap] * ((gap - 1) // max_gap) + [gap - max_gap * ((gap - 1) // max_gap)]
+    return np.array(out, dtype=np.int64)
+
+
 def _pack_lsb_first(values, bits):
     as_bits = np.unpackbits(np.asarray(values, np.uint8)[:, None], axis=1, bitorder="little")[:, :bits]
     return np.packbits(as_bits.ravel(), bitorder="little").tobytes()
+
+
+def _pack_always_pads(values, bits):
+    stream = "".join(format(int(v), f"0{bits}b") for v in values)
+    stream += "0" * (8 - len(stream) % 8)  # a whole zero byte when the stream already fills its bytes
+    return bytes(int(stream[i:i + 8], 2) for i in range(0, len(stream), 8))
+
+
+def _pack_shifting_in_place(values, bits):
+    values = np.asarray(values)  # no copy: still the caller's array
+    planes = []
+    for _ in range(bits):  # least significant bit plane first …
+        planes.append(values & 1)
+        values >>= 1
+    as_bits = np.stack(planes[::-1], axis=1)  # … reversed: MSB first
+    return np.packbits(as_bits.ravel().astype(np.uint8)).tobytes()
 
 
 def _global_threshold_signed(gammas, ratio):
@@ -53,6 +200,30 @@ def _global_threshold_per_layer(gammas, ratio):
     return float(np.mean([slimming.global_threshold([g], ratio) for g in gammas]))
 
 
+def _global_threshold_floor(gammas, ratio):
+    values = torch.cat(gammas).abs().sort().values
+    n = int(ratio * len(values))  # floor, not round
+    return 0.0 if n == 0 else float((values[n - 1] + values[n]) / 2)
+
+
+def _global_threshold_next_pair(gammas, ratio):
+    values = torch.cat(gammas).abs().sort().values
+    n = int(round(ratio * len(values)))
+    return 0.0 if n == 0 else float((values[n] + values[n + 1]) / 2)  # one past the cut
+
+
+def _global_threshold_no_zero_case(gammas, ratio):
+    values = torch.cat(gammas).abs().sort().values
+    n = int(round(ratio * len(values)))
+    return float((values[n - 1] + values[n]) / 2)  # at n = 0: values[-1], the largest
+
+
+def _global_threshold_abs_in_place(gammas, ratio):
+    values = torch.cat([g.abs_() for g in gammas]).sort().values  # abs_ changes the caller's γ
+    n = int(round(ratio * len(values)))
+    return 0.0 if n == 0 else float((values[n - 1] + values[n]) / 2)
+
+
 def _agp_off_by_one(t, T, final, initial=0.0):
     frac = min(max(t / (T + 1), 0.0), 1.0)
     return final + (initial - final) * (1 - frac) ** 3
@@ -64,6 +235,53 @@ def _agp_not_held(t, T, final, initial=0.0):
 
 def _agp_linear(t, T, final, initial=0.0):
     return initial + (final - initial) * min(t / T, 1.0)
+
+
+def _agp_no_lower_clip(t, T, final, initial=0.0):
+    frac = 1.0 if T == 0 else min(t / T, 1.0)  # no max(…, 0): t < 0 runs below the start
+    return final + (initial - final) * (1 - frac) ** 3
+
+
+def _agp_divides_by_T(t, T, final, initial=0.0):
+    frac = min(max(t / T, 0.0), 1.0)  # T = 0: ZeroDivisionError
+    return final + (initial - final) * (1 - frac) ** 3
+
+
+def _global_round(weights, s):
+    flat = torch.cat([w.abs().flatten() for w in weights.values()])
+    keep = torch.ones_like(flat, dtype=torch.bool)
+    keep[torch.sort(flat, stable=True).indices[:round(s * flat.numel())]] = False  # round, not floor
+    return dict(zip(weights, (p.reshape(w.shape) for w, p in zip(weights.values(), keep.split(
+        [w.numel() for w in weights.values()])))))
+
+
+def _global_kth_threshold(weights, s):
+    flat = torch.cat([w.abs().flatten() for w in weights.values()])
+    cut = flat.kthvalue(int(s * flat.numel())).values  # removes every |w| tied with the cut
+    return {name: w.abs() > cut for name, w in weights.items()}
+
+
+def _global_keep_highest_first(weights, s):
+    flat = torch.cat([w.abs().flatten() for w in weights.values()])
+    keep = torch.zeros_like(flat, dtype=torch.bool)
+    keep[flat.argsort(descending=True, stable=True)[:flat.numel() - int(s * flat.numel())]] = True
+    return dict(zip(weights, (p.reshape(w.shape) for w, p in zip(weights.values(), keep.split(
+        [w.numel() for w in weights.values()])))))
+
+
+def _global_abs_in_place(weights, s):
+    return ex.global_magnitude_reference({n: w.abs_() for n, w in weights.items()}, s)  # abs_: in place
+
+
+def _scales_asymmetric(w, bits):
+    rows = w.reshape(len(w), -1)
+    return (rows.amax(1) - rows.amin(1)) / (2 ** bits - 1)
+
+
+def _scales_zero_guard(w, bits):
+    scales = w.reshape(len(w), -1).abs().amax(1) / (2 ** (bits - 1) - 1)
+    scales[scales == 0] = 1.0  # "avoid a zero scale"
+    return scales
 
 
 def _fq_no_clamp(w, s, bits):
@@ -82,95 +300,180 @@ def _fq_codes(w, s, bits):
     return torch.round(w / s.reshape(-1, *[1] * (w.ndim - 1))).clamp(-q, q)
 
 
-def _scales_asymmetric(w, bits):
-    rows = w.reshape(len(w), -1)
-    return (rows.amax(1) - rows.amin(1)) / (2 ** bits - 1)
+def _fq_clamp_to_largest_scale(w, s, bits):
+    q = 2 ** (bits - 1) - 1
+    levels = torch.round(w / s.reshape(-1, *[1] * (w.ndim - 1))) * s.reshape(-1, *[1] * (w.ndim - 1))
+    return levels.clamp(-q * s.max(), q * s.max())  # one range for all rows: the largest scale's
 
 
-WRONG = {
-    "accuracy_from_logits": [
-        (lambda lg, lb: (lg.argmax(1) == lb).float().mean().item(), "percentage"),
-        (lambda lg, lb: 100.0 * (lg.argmin(1) == lb).float().mean().item(), "argmax"),
-    ],
-    "normalize": [
-        (lambda x: x - 0.2860, "divide by the std"),
-        (lambda x: x * 0.3530 + 0.2860, "inverse"),
-    ],
-    "filter_l1_scores": [
-        (lambda w: w.sum(dim=(1, 2, 3)), "absolute values"),
-        (lambda w: w.flatten(1).norm(dim=1), "L2 norm"),
-        (lambda w: w.abs().sum(dim=(0, 2, 3)), "one score per output filter"),
-    ],
-    "fc1_kept_columns": [
-        (lambda kept, spatial: kept * spatial, "columns (9 per kept channel)"),
-        (lambda kept, spatial: (kept[:, None] * spatial + torch.arange(1, spatial + 1)).flatten(), "owns columns"),
-    ],
-    "wanda_scores": [
-        (lambda w, n: w.abs(), "magnitude"),
-        (lambda w, n: (w.reshape(len(w), -1) * n).reshape(w.shape), "non-negative"),
-        (lambda w, n: w.abs() * n, "raised RuntimeError"),  # right for Linear, breaks on a conv
-    ],
-    "im2col_input_norms": [
-        (lambda x, k, p: F.unfold(x, k, padding=p).pow(2).sum(dim=(0, 2)) / len(x), "square root"),
-        (lambda x, k, p: F.unfold(x, k, padding=p).pow(2).mean(dim=(0, 2)).sqrt(), "patch positions"),
-        (lambda x, k, p: x.pow(2).sum(dim=(0, 2, 3)).div(len(x)).sqrt(), "one norm per weight column"),
-    ],
-    "row_mask": [
-        (unstructured.layer_mask, "each row must keep exactly"),
-        (lambda scores, s: unstructured.row_mask(-scores, s), "LOWEST"),
-    ],
-    "nm_mask": [
-        (lambda scores, n, m: unstructured.row_mask(scores, 1 - n / m), "must keep exactly 2"),
-        (lambda scores, n, m: unstructured.nm_mask(-scores, n, m), "HIGHEST"),
-    ],
-    "gamma_subgradient": [
-        (lambda g, gamma, s: g + s * gamma, "L2 penalty"),
-        (lambda g, gamma, s: s * torch.sign(gamma), "ADDED"),
-        (lambda g, gamma, s: g + s * gamma.abs(), "s·sign(γ)"),
-    ],
-    "global_threshold": [
-        (_global_threshold_signed, "absolute values |γ|"),
-        (_global_threshold_no_midpoint, "midpoint"),
-        (_global_threshold_per_layer, "lie below your threshold"),
-    ],
-    "agp_sparsity": [
-        (_agp_linear, "linear schedule"),
-        (_agp_off_by_one, "must reach the final sparsity at step T, got 0.8"),
-        (_agp_not_held, "stay at the final"),
-    ],
-    "global_magnitude_masks": [
-        (lambda ws, s: {n: unstructured.layer_mask(w.abs(), s) for n, w in ws.items()}, "per-layer ranking"),
-        (lambda ws, s: unstructured.global_masks(ws, s), "rank by |w|"),
-    ],
-    "symmetric_scales": [
-        (lambda w, bits: w.abs().max() / (2 ** (bits - 1) - 1), "one scale per output channel"),
-        (_scales_asymmetric, "scale must be max|w| / 7 for 4-bit symmetric"),
-        (lambda w, bits: w.reshape(len(w), -1).abs().amax(1) / 2 ** (bits - 1), "max|w| / 7"),
-    ],
-    "fake_quantize": [
-        (_fq_no_clamp, "clamped to ±7"),
-        (_fq_floor, "NEAREST"),
-        (_fq_codes, "integer codes"),
-    ],
-    "ste_round": [
-        (torch.round, "gradient through ste_round must be 1"),
-        (lambda x: torch.round(x).detach(), "no gradient flows"),
-        (lambda x: x * 1.0, "forward value must be round(x)"),
-    ],
-    "pack_bits": [
-        (lambda values, bits: np.asarray(values, np.uint8).tobytes(), "need ceil"),
-        (_pack_lsb_first, "least-significant bit first"),
-    ],
-    "relative_gaps": [
-        (_gaps_from_zero, "counts from index -1"),
-        (_gaps_without_fillers, "filler entries"),
-    ],
-}
+def _fq_half_up(w, s, bits):
+    q = 2 ** (bits - 1) - 1
+    s = s.reshape(-1, *[1] * (w.ndim - 1))
+    return torch.floor(w / s + 0.5).clamp(-q, q) * s  # halves round up, not to even
 
 
-def test_every_exercise_has_wrong_answers():
-    assert set(WRONG) == set(ex.REGISTRY)
-    assert all(len(wrongs) >= 2 for wrongs in WRONG.values())
+def _fq_clip_only(w, s, bits):
+    q = 2 ** (bits - 1) - 1
+    s = s.reshape(-1, *[1] * (w.ndim - 1))
+    return torch.maximum(torch.minimum(w, q * s), -q * s)  # clipped to the range, never rounded
+
+
+def _fq_asymmetric_range(w, s, bits):
+    s = s.reshape(-1, *[1] * (w.ndim - 1))
+    return torch.round(w / s).clamp(-2 ** (bits - 1), 2 ** (bits - 1) - 1) * s  # [-8, 7]: not narrow
+
+
+def _fq_in_place(w, s, bits):
+    q = 2 ** (bits - 1) - 1
+    s = s.reshape(-1, *[1] * (w.ndim - 1))
+    return w.div_(s).round_().clamp_(-q, q).mul_(s)
+
+
+def _ste_clipped(x):
+    inside = x.clamp(-1.0, 1.0)  # a clipped straight-through estimator: gradient 0 where |x| > 1
+    return inside + (torch.round(x) - inside).detach()
+
+
+def _ste_half_up(x):
+    return x + (torch.floor(x + 0.5) - x).detach()
+
+
+def _ste_rounds_x_in_place(x):
+    x.data.round_()  # rounds the caller's tensor, behind autograd's back
+    return x
+
+
+WRONG = [
+    ("accuracy_from_logits", "fraction", lambda lg, lb: (lg.argmax(1) == lb).float().mean().item(), "percentage"),
+    ("accuracy_from_logits", "argmin", lambda lg, lb: 100.0 * (lg.argmin(1) == lb).float().mean().item(),
+     "expected 50.00% (rows whose argmax"),
+    ("accuracy_from_logits", "ties", _acc_ties_count_as_right, "argmax takes the FIRST (class 0)"),
+    ("accuracy_from_logits", "floor", lambda lg, lb: 100 * int((lg.argmax(1) == lb).sum()) // len(lb),
+     "got the whole number 33"),
+    ("accuracy_from_logits", "in-place", _acc_shift_in_place, "your function changed its input logits"),
+    ("normalize", "mean-only", lambda x: x - 0.2860, "divide by the std"),
+    ("normalize", "inverse", lambda x: x * 0.3530 + 0.2860, "inverse"),
+    ("normalize", "swapped", lambda x: (x - 0.3530) / 0.2860, "mean and std are swapped"),
+    ("normalize", "batch-stats", lambda x: (x - x.mean()) / x.std(), "the batch's own mean and std"),
+    ("normalize", "in-place", lambda x: x.sub_(0.2860).div_(0.3530), "your function changed its input x"),
+    ("filter_l1_scores", "signed", lambda w: w.sum(dim=(1, 2, 3)), "absolute values"),
+    ("filter_l1_scores", "L2", lambda w: w.flatten(1).norm(dim=1), "L2 norm"),
+    ("filter_l1_scores", "wrong-dim", lambda w: w.abs().sum(dim=(0, 2, 3)), "one score per output filter"),
+    ("filter_l1_scores", "mean", lambda w: w.abs().mean(dim=(1, 2, 3)), "that is the mean |W|"),
+    ("filter_l1_scores", "3x3-only", lambda w: w.abs().reshape(len(w), -1, 9).sum(dim=(1, 2)),
+     "(on a 1x1 conv weight (3, 4, 1, 1))"),
+    ("filter_l1_scores", "in-place", lambda w: w.abs_().sum(dim=(1, 2, 3)), "your function changed its input w"),
+    ("fc1_kept_columns", "count", lambda kept, spatial: kept * spatial, "columns (9 per kept channel)"),
+    ("fc1_kept_columns", "off-by-one",
+     lambda kept, spatial: (kept[:, None] * spatial + torch.arange(1, spatial + 1)).flatten(), "owns columns"),
+    ("fc1_kept_columns", "order",
+     lambda kept, spatial: (kept[None, :] * spatial + torch.arange(spatial)[:, None]).flatten(), "wrong order"),
+    ("fc1_kept_columns", "float", lambda kept, spatial: torch.cat(
+        [torch.linspace(c * spatial, c * spatial + spatial - 1, spatial) for c in kept.tolist()]),
+     "return integer indices"),
+    ("fc1_kept_columns", "in-place", _fc1_scale_in_place, "your function changed its input kept"),
+    ("wanda_scores", "magnitude", lambda w, n: w.abs(), "magnitude"),
+    ("wanda_scores", "signed", lambda w, n: (w.reshape(len(w), -1) * n).reshape(w.shape), "non-negative"),
+    ("wanda_scores", "linear-only", lambda w, n: w.abs() * n, "raised RuntimeError"),
+    ("wanda_scores", "rows", lambda w, n: (w.reshape(len(w), -1).abs() * n[:, None]).reshape(w.shape),
+     "the norm belongs to input COLUMN j"),
+    ("wanda_scores", "in-place", _wanda_in_place, "your function changed its input w"),
+    ("im2col_input_norms", "no-sqrt", lambda x, k, p: F.unfold(x, k, padding=p).pow(2).sum(dim=(0, 2)) / len(x),
+     "square root"),
+    ("im2col_input_norms", "per-position", lambda x, k, p: F.unfold(x, k, padding=p).pow(2).mean(dim=(0, 2)).sqrt(),
+     "patch positions"),
+    ("im2col_input_norms", "channels", lambda x, k, p: x.pow(2).sum(dim=(0, 2, 3)).div(len(x)).sqrt(),
+     "one norm per weight column"),
+    ("im2col_input_norms", "no-mean", lambda x, k, p: F.unfold(x, k, padding=p).pow(2).sum(dim=(0, 2)).sqrt(),
+     "average over the 2 images"),
+    ("im2col_input_norms", "k=3-only", lambda x, k, p: F.unfold(x, 3, padding=p).pow(2).sum(dim=(0, 2)).div(
+        len(x)).sqrt(), "C_in·k·k = 3·1"),
+    ("im2col_input_norms", "in-place", _im2col_square_in_place, "your function changed its input x"),
+    ("row_mask", "per-layer", unstructured.layer_mask, "each row must keep exactly"),
+    ("row_mask", "highest", lambda scores, s: unstructured.row_mask(-scores, s), "LOWEST"),
+    ("row_mask", "round", _row_mask_round, "you removed round(s·fan_in) = 5; remove floor(s·fan_in)"),
+    ("row_mask", "ties-threshold", _row_mask_threshold, "scores tie at 0.5, right at the cut"),
+    ("row_mask", "ties-order", _row_mask_keep_highest_first, "remove the EARLIER position first"),
+    ("row_mask", "in-place", _row_mask_fill_in_place, "your function changed its input scores"),
+    ("row_mask", "s=0", _row_mask_drop_last_k, "floor(s·fan_in) = 0 removes nothing"),
+    ("nm_mask", "per-row", lambda scores, n, m: unstructured.row_mask(scores, 1 - n / m), "must keep exactly 2"),
+    ("nm_mask", "lowest", lambda scores, n, m: unstructured.nm_mask(-scores, n, m), "HIGHEST"),
+    ("nm_mask", "2:4-only", _nm_remove_n, "n is how many to KEEP of every m"),
+    ("nm_mask", "ties-threshold", _nm_threshold, "scores tie at 0, right at the cut"),
+    ("nm_mask", "ties-order", _nm_keep_highest_first, "remove the EARLIER position first"),
+    ("nm_mask", "in-place", _nm_mark_in_place, "your function changed its input scores"),
+    ("gamma_subgradient", "L2", lambda g, gamma, s: g + s * gamma, "L2 penalty"),
+    ("gamma_subgradient", "no-grad", lambda g, gamma, s: s * torch.sign(gamma), "ADDED"),
+    ("gamma_subgradient", "abs", lambda g, gamma, s: g + s * gamma.abs(), "s·sign(γ)"),
+    ("gamma_subgradient", "sign(0)=1", lambda g, gamma, s: g + s * torch.where(gamma >= 0, 1.0, -1.0),
+     "at γ = 0 the subgradient adds nothing"),
+    ("gamma_subgradient", "0/0", lambda g, gamma, s: g + s * gamma / gamma.abs(), "got nan"),
+    ("gamma_subgradient", "in-place", lambda g, gamma, s: g.add_(s * torch.sign(gamma)),
+     "your function changed its input g"),
+    ("global_threshold", "signed", _global_threshold_signed, "absolute values |γ|"),
+    ("global_threshold", "no-midpoint", _global_threshold_no_midpoint, "midpoint"),
+    ("global_threshold", "per-layer", _global_threshold_per_layer, "lie below your threshold"),
+    ("global_threshold", "floor", _global_threshold_floor, "not the floor 5"),
+    ("global_threshold", "off-by-one", _global_threshold_next_pair, "off by one"),
+    ("global_threshold", "ratio=0", _global_threshold_no_zero_case, "nothing is removed, so return 0.0"),
+    ("global_threshold", "in-place", _global_threshold_abs_in_place, "your function changed its input gammas"),
+    ("agp_sparsity", "linear", _agp_linear, "linear schedule"),
+    ("agp_sparsity", "T+1", _agp_off_by_one, "must reach the final sparsity at step T, got 0.8"),
+    ("agp_sparsity", "not-held", _agp_not_held, "stay at the final"),
+    ("agp_sparsity", "t<0", _agp_no_lower_clip, "before the start (step -3) the sparsity stays at the initial"),
+    ("agp_sparsity", "T=0", _agp_divides_by_T, "T = 0 means the final sparsity at once: don't divide by T"),
+    ("global_magnitude_masks", "per-layer",
+     lambda ws, s: {n: unstructured.layer_mask(w.abs(), s) for n, w in ws.items()}, "per-layer ranking"),
+    ("global_magnitude_masks", "signed", lambda ws, s: unstructured.global_masks(ws, s), "rank by |w|"),
+    ("global_magnitude_masks", "round", _global_round, "you removed round(s·total)"),
+    ("global_magnitude_masks", "ties-threshold", _global_kth_threshold, "scores tie at 0, right at the cut"),
+    ("global_magnitude_masks", "ties-order", _global_keep_highest_first, "remove the EARLIER position first"),
+    ("global_magnitude_masks", "in-place", _global_abs_in_place, "your function changed its input weights"),
+    ("symmetric_scales", "one-scale", lambda w, bits: w.abs().max() / (2 ** (bits - 1) - 1),
+     "one scale per output channel"),
+    ("symmetric_scales", "asymmetric", _scales_asymmetric, "(max - min) / (2^b - 1) is the asymmetric scale"),
+    ("symmetric_scales", "2^(b-1)", lambda w, bits: w.reshape(len(w), -1).abs().amax(1) / 2 ** (bits - 1),
+     "stops at 2^(b-1) - 1 = 7, not 2^(b-1)"),
+    ("symmetric_scales", "unsigned", lambda w, bits: w.reshape(len(w), -1).abs().amax(1) / (2 ** bits - 1),
+     "2^b - 1 = 15 counts the unsigned levels"),
+    ("symmetric_scales", "signed-max", lambda w, bits: w.reshape(len(w), -1).amax(1) / (2 ** (bits - 1) - 1),
+     "the largest MAGNITUDE"),
+    ("symmetric_scales", "zero-row", _scales_zero_guard, "an all-zero row has max|w| = 0, so its scale is 0"),
+    ("symmetric_scales", "in-place", lambda w, bits: w.abs_().reshape(len(w), -1).amax(1) / (2 ** (bits - 1) - 1),
+     "your function changed its input w"),
+    ("fake_quantize", "no-clamp", _fq_no_clamp, "beyond its row's largest level ±7·s_c = ±0.7"),
+    ("fake_quantize", "floor", _fq_floor, "NEAREST"),
+    ("fake_quantize", "codes", _fq_codes, "integer codes"),
+    ("fake_quantize", "one-range", _fq_clamp_to_largest_scale, "entry (0, 0, 0, 0) is 0.5, beyond its row's largest level ±1·s_c = ±0.3"),
+    ("fake_quantize", "ties", _fq_half_up, "halfway between two codes: torch.round rounds halves to the EVEN"),
+    ("fake_quantize", "off-grid", _fq_clip_only, "off the grid of levels"),
+    ("fake_quantize", "range[-8,7]", _fq_asymmetric_range, "is -0.8, beyond its row's largest level ±7·s_c"),
+    ("fake_quantize", "in-place", _fq_in_place, "your function changed its input w"),
+    ("ste_round", "round", torch.round, "got 0 for every x: torch.round's own gradient is 0"),
+    ("ste_round", "detached", lambda x: torch.round(x).detach(), "no gradient flows"),
+    ("ste_round", "identity", lambda x: x * 1.0, "forward value must be round(x)"),
+    ("ste_round", "clipped", _ste_clipped, "got 0 at x = -1.6 (entry 2)"),
+    ("ste_round", "no-detach", lambda x: x + (torch.round(x) - x), "got 0 for every x"),
+    ("ste_round", "ties", _ste_half_up, "x = 2.5 lies exactly halfway: torch.round rounds halves to the EVEN"),
+    ("ste_round", "in-place", _ste_rounds_x_in_place, "your function changed its input x"),
+    ("pack_bits", "byte-each", lambda values, bits: np.asarray(values, np.uint8).tobytes(), "need ceil"),
+    ("pack_bits", "lsb", _pack_lsb_first, "least-significant bit first"),
+    ("pack_bits", "pad-at-multiple", _pack_always_pads, "n·bits is a multiple of 8, so no padding byte"),
+    ("pack_bits", "in-place", _pack_shifting_in_place, "your function changed its input values"),
+    ("relative_gaps", "from-0", _gaps_from_zero, "counts from index -1"),
+    ("relative_gaps", "no-fillers", _gaps_without_fillers, "filler entries"),
+    ("relative_gaps", "at-255", _gaps_fill_at_equal, "a gap of exactly 255 = 1·max_gap is 1 entry of 255 and no 0"),
+    ("relative_gaps", "divmod", _gaps_divmod, "a gap of exactly 255 = 1·max_gap is 1 entry of 255"),
+    ("relative_gaps", "empty", _gaps_first_apart, "no non-zeros give no gaps: return an empty array"),
+    ("relative_gaps", "in-place", _gaps_shift_in_place, "your function changed its input pos"),
+]
+
+
+def test_every_exercise_has_three_wrong_answers_and_one_that_mutates_its_input():
+    counts = Counter(name for name, *_ in WRONG)
+    assert set(counts) == set(ex.REGISTRY) and min(counts.values()) >= 3, counts
+    numeric = {"agp_sparsity"}  # its inputs are numbers: nothing to change in place
+    assert {name for name, category, *_ in WRONG if category == "in-place"} == set(ex.REGISTRY) - numeric
 
 
 # These four checkers compare an answer with the very helper that is their reference, so "the
@@ -185,9 +488,9 @@ def test_reference_passes(name, capsys):
     assert capsys.readouterr().out.startswith(f"✔ {name}: ")
 
 
-@pytest.mark.parametrize("name, index", [(n, i) for n, wrongs in WRONG.items() for i in range(len(wrongs))])
-def test_wrong_answer_fails_with_its_hint(name, index, capsys):
-    fn, words = WRONG[name][index]
+@pytest.mark.parametrize("name, fn, words", [pytest.param(name, fn, words, id=f"{name}-{category}")
+                                             for name, category, fn, words in WRONG])
+def test_wrong_answer_fails_with_its_hint(name, fn, words, capsys):
     assert ex.check(name, fn) is False
     out = capsys.readouterr().out
     assert out.startswith(f"✘ {name}: ") and words in out, out
@@ -238,7 +541,8 @@ def test_gamma_subgradient_on_a_hand_computed_case(capsys):
     capsys.readouterr()
     zero_pushed_up = lambda g, gm, s: g + s * torch.where(gm >= 0, 1.0, -1.0)  # sign(0) taken as +1
     assert ex.check("gamma_subgradient", zero_pushed_up) is False
-    assert "1 of 4 entries differ; at index (2,) expected 0.3, got 0.31" in capsys.readouterr().out
+    assert "at γ = 0 the subgradient adds nothing (sign(0) = 0, use torch.sign): channel 2 expected 0.3, got 0.31" \
+        in capsys.readouterr().out
 
 
 def _pack_by_hand(values, bits, pad="0"):

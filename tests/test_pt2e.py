@@ -74,3 +74,22 @@ def test_the_compiled_int8_program_predicts_like_the_eager_one(float_and_int8):
     with torch.no_grad():
         eager, fused = int8(x), compiled(x)
     assert torch.equal(eager.argmax(1), fused.argmax(1)) or (eager - fused).abs().max() < 0.05
+
+
+def test_quantization_aware_training_in_pt2e_trains_and_converts_to_a_saveable_program(quick_splits, tmp_path):
+    from helpers.data import Batches
+    from helpers.quantization.pt2e import qat_int8_pt2e
+    from helpers.training import accuracy
+
+    torch.manual_seed(0)
+    model = build_model(CNNConfig(conv_channels=(8, 16, 16), fc_features=(32,))).eval()
+    train = Batches(quick_splits.train.head(512), 128, shuffle=True, seed=0)
+    val = Batches(quick_splits.val.head(500), 250)
+    before = accuracy(model, val)
+    qat = qat_int8_pt2e(model, train, quick_splits.train.head(64).as_float()[0], epochs=6, lr=3e-3)
+    assert accuracy(qat, val) > before + 20  # an untrained model learns while its rounding is in the loop (8% -> 59%)
+    assert not model.training and not qat.training
+    reloaded = load(save(qat, tmp_path / "qat.int8"))
+    x = quick_splits.val.head(8).as_float()[0]
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), qat(x))

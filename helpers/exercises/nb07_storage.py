@@ -77,10 +77,10 @@ def _check_relative_gaps(fn):
     model, source = course_model()
     fc1 = _weight("classifier.fc1")
     positions = np.flatnonzero(unstructured.row_mask(fc1.abs(), 0.99).numpy().ravel())
-    cases = [(np.array([0, 3, 4]), 255, "positions [0, 3, 4]"), (np.array([2, 20]), 7, "positions [2, 20], max_gap 7"),
-             (np.array([6, 13, 30]), 7, "positions [6, 13, 30], max_gap 7"),
-             (np.array([254]), 255, "position 254: a first gap of exactly 255"),
+    cases = [(np.array([0, 3, 4]), 255, "positions [0, 3, 4]"), (np.array([254]), 255, "position 254: a first gap of "
+                                                                                   "exactly 255"),
              (np.array([254, 764]), 255, "positions [254, 764]: gaps of exactly 255 and 510"),
+             (np.array([2, 20]), 7, "positions [2, 20], max_gap 7"), (np.array([6, 13, 30]), 7, "positions [6, 13, 30], max_gap 7"),
              (np.array([13]), 7, "position 13, max_gap 7: a first gap of exactly 14 = 2·7"),
              (np.array([], dtype=np.int64), 255, "no positions (an all-zero weight)"), (np.array([0]), 255, "position 0"),
              (positions, 255, f"the non-zeros of classifier.fc1 of {source} pruned to 99% per row")]

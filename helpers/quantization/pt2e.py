@@ -70,6 +70,38 @@ def convert_int8_pt2e(model: FashionCNN, calibration_data) -> torch.fx.GraphModu
     return converted
 
 
+def qat_int8_pt2e(model: FashionCNN, train_batches, calibration_data, epochs: int = 1, lr: float = 1e-4,
+                  **fit_kwargs) -> torch.fx.GraphModule:
+    """Quantization-aware int8 (``prepare_qat_pt2e``, the quantizer's ``is_qat`` config): the exported
+    program is trained ``epochs`` by ``training.fit`` with fake-quantized weights and activations
+    (observers started on ``calibration_data``), then converted like ``convert_int8_pt2e``'s."""
+    from torchao.quantization.pt2e import allow_exported_model_train_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+        X86InductorQuantizer, get_default_x86_inductor_quantization_config)
+
+    from ..training import fit
+
+    if not isinstance(model, FashionCNN):
+        raise TypeError(f"qat_int8_pt2e expects a float FashionCNN, got {type(model).__name__}")
+    check_finite(model.state_dict())
+    quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config(is_qat=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_qat_pt2e(_export(model.cpu().train(), model.config).module(), quantizer)
+        allow_exported_model_train_eval(prepared)
+        with torch.no_grad():
+            for images in image_batches(calibration_data):
+                prepared(images.cpu())
+        fit(prepared, train_batches, epochs=epochs, lr=lr, device="cpu", desc=fit_kwargs.pop("desc", "int8 QAT (PT2E)"),
+            **fit_kwargs)
+        prepared.eval()
+        converted = _in_eval_mode(drop_unread_attributes(convert_pt2e(prepared)))
+    model.eval()
+    converted.config = model.config
+    return converted
+
+
 def program_bytes(converted: torch.fx.GraphModule) -> bytes:
     """``torch.export.save`` of the converted program, re-exported with its dynamic batch."""
     import io
