@@ -40,6 +40,7 @@ RUNS_DIR = REPO_ROOT / ".runs"
 README_ROOT = REPO_ROOT  # the README.md, results/ and notebooks/ an --in-place run keeps in step
 EXPLORE_BUDGET_S = 60.0  # a person reaches the first slider within a minute (issue 14)
 CELL_TIMEOUT_S = 600     # QUICK and explore: a cell running 10 minutes is hung, not slow
+COMPARISON_PREFIX = "08_"  # the notebook that reads every result and results/speed.json
 
 
 @dataclass
@@ -191,6 +192,11 @@ def run_series(notebooks: list[Path], mode: str, in_place: bool = False, log_out
     runs_dir = runs_dir or RUNS_DIR
     outcomes = []
     for nb in notebooks:
+        if mode == "full" and nb.stem.startswith(COMPARISON_PREFIX) and outcomes:
+            benchmarked = run_benchmark()  # 08 reads results/speed.json: time this series' files first
+            outcomes.append(benchmarked)
+            if benchmarked.status != "ok":
+                break
         output = runs_dir / mode / nb.name
         start = time.perf_counter()
         print(f"running {nb.name} ({mode}) ...", flush=True)
@@ -213,6 +219,35 @@ def run_series(notebooks: list[Path], mode: str, in_place: bool = False, log_out
         if outcome.status != "ok":
             break
     return outcomes
+
+
+def run_benchmark(argv: list[str] | None = None) -> Outcome:
+    """``python -m helpers.benchmark`` (every saved model re-timed into ``results/speed.json``), as a
+    step of the series: in a FULL run it comes right before the comparison notebook reads that file."""
+    from . import benchmark  # torch: only when a FULL series reaches the comparison
+
+    start = time.perf_counter()
+    print("running python -m helpers.benchmark (this series' files, before the comparison) ...", flush=True)
+    try:
+        code = benchmark.main(argv or [])
+    except Exception as err:  # noqa: BLE001 -- the series stops and says why
+        code, detail = 1, f"{type(err).__name__}: {err}"
+    else:
+        detail = "" if code == 0 else f"exited {code}"
+    return Outcome("helpers.benchmark", time.perf_counter() - start, "ok" if code == 0 else "FAILED", detail)
+
+
+def in_place_problem(notebooks: list[Path], chosen: list[Path]) -> str | None:
+    """Why an in-place FULL run of ``chosen`` would leave the series inconsistent (each notebook
+    reads the outputs of those before it): it must run consecutive notebooks up to the last one."""
+    if not chosen:
+        return None
+    start = notebooks.index(chosen[0])
+    if chosen != notebooks[start:]:
+        expected = ",".join(nb.stem[:2] for nb in notebooks[start:])
+        return (f"--in-place runs the series from one notebook to the last, in order (later notebooks read "
+                f"the earlier ones' outputs): use --only {expected}")
+    return None
 
 
 def refresh_readme(root: Path | None = None) -> str | None:
@@ -266,6 +301,8 @@ def main(argv=None) -> int:
     if args.in_place and mode != "full":
         parser.error(f"--in-place is for FULL runs only ({mode} outputs are never committed)")
     notebooks = select(numbered_notebooks(), args.only)
+    if args.in_place and (problem := in_place_problem(numbered_notebooks(), notebooks)):
+        parser.error(problem)
     outcomes = run_series(notebooks, mode, in_place=args.in_place, log_output=args.log_output)
     print("\n" + summary(outcomes, mode))
     problems = [o for o in outcomes if o.status != "ok"]

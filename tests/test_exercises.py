@@ -444,7 +444,8 @@ WRONG = [
     ("fake_quantize", "no-clamp", _fq_no_clamp, "beyond its row's largest level ±7·s_c = ±0.7"),
     ("fake_quantize", "floor", _fq_floor, "NEAREST"),
     ("fake_quantize", "codes", _fq_codes, "integer codes"),
-    ("fake_quantize", "one-range", _fq_clamp_to_largest_scale, "entry (0, 0, 0, 0) is 0.5, beyond its row's largest level ±1·s_c = ±0.3"),
+    ("fake_quantize", "one-range", _fq_clamp_to_largest_scale,
+     "entry (0, 0, 0, 0) is 0.5, beyond its row's largest level ±1·s_c = ±0.3"),
     ("fake_quantize", "ties", _fq_half_up, "halfway between two codes: torch.round rounds halves to the EVEN"),
     ("fake_quantize", "off-grid", _fq_clip_only, "off the grid of levels"),
     ("fake_quantize", "range[-8,7]", _fq_asymmetric_range, "is -0.8, beyond its row's largest level ±7·s_c"),
@@ -575,6 +576,37 @@ def test_learner_bugs_become_hints_not_exceptions(capsys):
     assert "forget `return`" in capsys.readouterr().out
     assert ex.check("pack_bits", "not a function") is False
     assert "pass your function itself" in capsys.readouterr().out
+
+
+def test_a_changed_input_is_named_and_the_callers_data_stays_intact(capsys):
+    scores = torch.tensor([[0.3, 0.1, 0.2, 0.4]])
+    with pytest.raises(ex.Hint, match=r"^your function changed its input scores \(on a case\): leave the caller's"):
+        ex.core._call(_row_mask_fill_in_place, scores, 0.5, case="a case")
+    assert torch.equal(scores, torch.tensor([[0.3, 0.1, 0.2, 0.4]]))  # the learner only got a copy
+    nested = {"a": [np.array([1.0, np.nan])], "b": torch.tensor([np.nan])}
+    assert ex.core._call(lambda d: len(d), nested) == 2  # NaN equals NaN: reading is not changing
+
+    def pops(weights, s):
+        weights.pop("b")  # the dict itself changed: a layer gone
+        return {}
+
+    with pytest.raises(ex.Hint, match="changed its input weights"):
+        ex.core._call(pops, nested, 0.5)
+    ex.check("relative_gaps", _gaps_shift_in_place)
+    assert capsys.readouterr().out == (
+        "✘ relative_gaps: your function changed its input pos (on positions [0, 3, 4]): leave the caller's data as "
+        "it was — work on a copy (.clone() / .copy()) or out of place (w.abs(), not w.abs_(); x = x + 1, not x += 1)\n")
+
+
+def test_hints_that_contradicted_themselves_now_say_what_differs(capsys):
+    # before: "must be 1 (straight-through), got 1": the first entry's gradient, 1, printed for another's 0
+    ex.check("ste_round", _ste_clipped)
+    out = capsys.readouterr().out
+    assert "got 0 at x = -1.6 (entry 2)" in out and "got 1 " not in out
+    # before: "got 0.5 where the largest level is 0.5": the largest value and level of two different rows
+    ex.check("fake_quantize", _fq_clamp_to_largest_scale)
+    out = capsys.readouterr().out
+    assert "entry (0, 0, 0, 0) is 0.5, beyond its row's largest level ±1·s_c = ±0.3 (s_c = 0.3)" in out
 
 
 def test_precise_row_hint(capsys):

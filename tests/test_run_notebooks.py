@@ -14,7 +14,7 @@ import helpers.run_notebooks as rn
 from helpers.paths import MODE_ENV
 from helpers.run_notebooks import (EXPLORE_BUDGET_S, Outcome, describe_failure, kernel_environment,
                                    numbered_notebooks, run_one, run_series, select, summary)
-from helpers.widgets import HEADLESS_ENV
+from helpers.paths import HEADLESS_ENV
 
 FAKE = [Path("01_baseline_training.ipynb"), Path("02_l1_filter_pruning.ipynb"), Path("03_wanda.ipynb")]
 WIDGET_STATE = {"application/vnd.jupyter.widget-state+json": {"state": {"abc": {}}, "version_major": 2,
@@ -328,9 +328,47 @@ def test_a_readme_that_cannot_be_regenerated_fails_the_run_and_names_the_file(re
     before = (repo_copy / "README.md").read_bytes()
     broken = repo_copy / "results" / "01_a.json"
     broken.write_text('[{"name": "m",}]')
-    assert rn.main(["--only", "01", "--in-place"]) == 1
+    assert rn.main(["--only", "01,02", "--in-place"]) == 1
     err = capsys.readouterr().err
     assert (f"ERROR: README.md's results table not regenerated ({broken} is not valid JSON (Expecting property "
             "name enclosed in double quotes: line 1 column 15); restore it or run its notebook again): "
             "run python -m helpers.results --write-readme") in err
     assert (repo_copy / "README.md").read_bytes() == before
+
+
+def test_a_full_series_times_its_files_right_before_the_comparison_reads_them(tmp_path, fake_run, monkeypatch):
+    calls, fail = fake_run
+    nbs = [tmp_path / name for name in ("06_quantization.ipynb", "07_combined.ipynb", "08_comparison.ipynb")]
+    for p in nbs:
+        p.write_text("source")
+    monkeypatch.setattr(rn, "run_benchmark", lambda: calls.append(("benchmark", None)) or rn.Outcome("helpers.benchmark", 1.0, "ok"))
+    outcomes = run_series(nbs, "full", runs_dir=tmp_path / "runs")
+    assert [c[0] for c in calls] == ["06_quantization.ipynb", "07_combined.ipynb", "benchmark", "08_comparison.ipynb"]
+    assert [o.name for o in outcomes][2] == "helpers.benchmark"
+    calls.clear()
+    run_series(nbs, "quick", runs_dir=tmp_path / "runs")  # QUICK never re-times the committed files
+    assert ("benchmark", None) not in calls
+    calls.clear()
+    run_series(nbs[2:], "full", runs_dir=tmp_path / "runs")  # 08 alone reads the speed file as it is
+    assert [c[0] for c in calls] == ["08_comparison.ipynb"]
+
+
+def test_a_failed_benchmark_stops_the_series_before_the_comparison(tmp_path, fake_run, monkeypatch):
+    calls, _ = fake_run
+    nbs = [tmp_path / name for name in ("07_combined.ipynb", "08_comparison.ipynb")]
+    for p in nbs:
+        p.write_text("source")
+    monkeypatch.setattr(rn, "run_benchmark", lambda: rn.Outcome("helpers.benchmark", 1.0, "FAILED", "exited 2"))
+    outcomes = run_series(nbs, "full", runs_dir=tmp_path / "runs")
+    assert [(o.name, o.status) for o in outcomes] == [("07_combined.ipynb", "ok"), ("helpers.benchmark", "FAILED")]
+    assert [c[0] for c in calls] == ["07_combined.ipynb"]
+
+
+@pytest.mark.parametrize("only, ok", [("03,04,05,06,07,08", True), (None, True), ("08", True),
+                                      ("03", False), ("03,05,06,07,08", False), ("01,02", False)])
+def test_an_in_place_run_goes_on_to_the_last_notebook(only, ok):
+    notebooks = numbered_notebooks()
+    problem = rn.in_place_problem(notebooks, select(notebooks, only))
+    assert (problem is None) is ok
+    if not ok:
+        assert "--only" in problem and problem.endswith(",08")

@@ -13,12 +13,17 @@ In a notebook::
 
 ``check`` runs the learner's function on small fixed cases and on a layer of the course model
 (``weights/01_baseline.pt`` when present, else a seeded untrained model) and compares it with the
-reference. It never raises for a learner's bug: exceptions become hints, and a stub that raises
+reference. The small cases hold the traps of each exercise where they apply: ties (the reference's
+rule: argmax takes the first class, a mask removes the earlier position first), fractions where round and floor differ, odd shapes, N:M other
+than 2:4, the edge values of every parameter, gaps of exactly max_gap. The function gets copies of
+its inputs; one it changed in place is named ("your function changed its input scores"). ``check``
+never raises for a learner's bug: exceptions become hints, and a stub that raises
 ``NotImplementedError`` reports "not implemented yet".
 
 ``python -m helpers.exercises --list`` prints one line per exercise, beginning with its notebook.
 
-The package: ``core`` (registry, case runner, hint formatting) and one module per notebook
+The package: ``core`` (registry, case runner with its copy-and-compare of the inputs, hint
+formatting), ``masks`` (grading keep-masks: quota, order, ties) and one module per notebook
 (``nb01_baseline`` … ``nb07_storage``) holding that notebook's references and checkers; importing
 them here registers their exercises, in notebook order.
 """

@@ -112,7 +112,8 @@ def _run(fn: Callable, passed: tuple, saved: tuple, case: str = "", note: str = 
     except NotImplementedError:
         raise NotImplementedYet from None
     except Exception as exc:  # the learner's bug, reported, never raised
-        raise Hint(f"your function raised {type(exc).__name__}: {exc}{where}" + (f" — {note}" if note else "")) from None
+        note = f" — {note}" if note else ""
+        raise Hint(f"your function raised {type(exc).__name__}: {exc}{where}{note}") from None
     for name, now, before in zip(_input_names(fn, len(passed)), passed, saved):
         if not _same(now, before):
             raise Hint(f"your function changed its input {name}{where}: leave the caller's data as it was — "

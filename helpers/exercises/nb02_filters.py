@@ -23,7 +23,8 @@ def _check_filter_l1(fn):
     signed sums, L2 norms and means are named."""
     zero_filter = _rand(4, 2, 3, 3, seed=34) * torch.tensor([1.0, 1.0, 0.0, 1.0])[:, None, None, None]
     model, source = course_model()
-    cases = [(_rand(5, 3, 3, 3, seed=2), "a (5, 3, 3, 3) weight"), (zero_filter, "a (4, 2, 3, 3) weight, filter 2 all zero"),
+    cases = [(_rand(5, 3, 3, 3, seed=2), "a (5, 3, 3, 3) weight"),
+             (zero_filter, "a (4, 2, 3, 3) weight, filter 2 all zero"),
              (_rand(3, 4, 1, 1, seed=35), "a 1x1 conv weight (3, 4, 1, 1)"),
              (_rand(1, 2, 1, 3, seed=36), "a single (1, 2, 1, 3) filter"),
              (_weight("features.block2.conv"), f"features.block2.conv of {source}")]

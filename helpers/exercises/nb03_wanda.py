@@ -102,7 +102,8 @@ def _quota_text(kept: int, fan_in: int, s: float) -> str:
     k = int(s * fan_in)
     text = f"each row must keep exactly {fan_in - k} (fan_in {fan_in} - floor({s}·{fan_in}))"
     if round(s * fan_in) != k and kept == fan_in - round(s * fan_in):
-        text += f" — you removed round(s·fan_in) = {round(s * fan_in)}; remove floor(s·fan_in) = int({s}·{fan_in}) = {k}"
+        text += (f" — you removed round(s·fan_in) = {round(s * fan_in)}; remove floor(s·fan_in) = "
+                 f"int({s}·{fan_in}) = {k}")
     elif k == 0:
         text += " — floor(s·fan_in) = 0 removes nothing: every weight is kept"
     return text

@@ -67,7 +67,8 @@ def _threshold_mistake(t: float, gammas: list, ratio: float) -> str:
     if same(float(values[n])) or same(float(values[n - 1])):
         return "the threshold is the midpoint (v[n-1] + v[n]) / 2 of the largest removed and smallest kept |γ|"
     if n + 1 < len(values) and same(_midpoint(values, n + 1)):
-        return "off by one: the n removed are v[0] … v[n-1] (0-based), so take (v[n-1] + v[n]) / 2, not (v[n] + v[n+1]) / 2"
+        return ("off by one: the n removed are v[0] … v[n-1] (0-based), so take (v[n-1] + v[n]) / 2, "
+                "not (v[n] + v[n+1]) / 2")
     return ""
 
 

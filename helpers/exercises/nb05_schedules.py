@@ -59,7 +59,8 @@ def _check_agp(fn):
         case = f"T = 0, final {final}, initial {initial}"
         out = _sparsity(fn, t, 0, final, initial, case, note="T = 0 means the final sparsity at once: don't divide by T")
         if not math.isclose(out, final, abs_tol=1e-6):
-            raise Hint(f"T = 0 means the final sparsity {final} at once (at every step), got {out:.4g} at step {t} ({case})")
+            raise Hint(f"T = 0 means the final sparsity {final} at once (at every step), got {out:.4g} at step {t} "
+                       f"({case})")
     schedule = schedules.PruningSchedule("agp", 0.95, epochs=6, prune_steps=5, prune_epochs=3)
     for step, s in schedule.events(steps_per_epoch=10):
         out = _sparsity(fn, step / 10, 3, 0.95, 0.0, "the course's AGP events")
@@ -117,9 +118,10 @@ def _check_global_masks(fn):
         if problem:
             why = f" — you removed round(s·total); remove floor(s·total) = int({s}·{total})" \
                 if round(s * total) != k and total - problem[1] == round(s * total) else problem[2]
-            raise Hint(f"{total - problem[1]} weights removed; floor(s·total) = {k} of all {total} must be{why} ({case})")
+            raise Hint(f"{total - problem[1]} weights removed; floor(s·total) = {k} of all {total} must be"
+                       f"{why} ({case})")
         if masks.order_problem(got, flat):
-            if all(torch.equal(m, unstructured.layer_mask(w.abs(), s)) for w, m in zip(weights.values(), masks_.values())):
+            if all(torch.equal(masks_[n], unstructured.layer_mask(w.abs(), s)) for n, w in weights.items()):
                 raise Hint(f"every layer has sparsity {s}: that is a per-layer ranking; rank |w| of all layers "
                            f"together, so layers with small weights lose more ({case})")
             removed_max, kept_min = float(flat[~got].max()), float(flat[got].min())

@@ -54,7 +54,8 @@ def _check_scales(fn):
     max|w| / q_max per row; the asymmetric, unsigned, 2^(b-1), signed-max and zero-row scales named."""
     model, source = course_model()
     signs = torch.tensor([[0.1, -0.9, 0.3], [0.0, 0.0, 0.0], [0.5, 0.2, -0.1]])
-    cases = [(_rand(3, 8, seed=17), 4, "a (3, 8) weight, 4 bits"), (_rand(2, 2, 3, 3, seed=18), 2, "a conv weight, 2 bits"),
+    cases = [(_rand(3, 8, seed=17), 4, "a (3, 8) weight, 4 bits"),
+             (_rand(2, 2, 3, 3, seed=18), 2, "a conv weight, 2 bits"),
              (signs, 4, "a (3, 3) weight, 4 bits: row 0's largest |w| negative, row 1 all zero"),
              (_rand(1, 5, seed=38), 3, "a single-row (1, 5) weight, 3 bits"),
              (_weight("classifier.fc1"), 4, f"classifier.fc1 of {source}, 4 bits"),
@@ -68,7 +69,8 @@ def _check_scales(fn):
         if _close(out, ref, rtol=1e-5):
             continue
         r = int((~torch.isclose(out.double(), ref.double(), rtol=1e-5)).nonzero()[0])
-        extra = next((f" — {why}" for wrong, why in _scale_mistakes(weight, bits) if _close(out, wrong, rtol=1e-5)), "")
+        extra = next((f" — {why}" for wrong, why in _scale_mistakes(weight, bits)
+                      if _close(out, wrong, rtol=1e-5)), "")
         raise Hint(f"scale must be max|w| / {2 ** (bits - 1) - 1} for {bits}-bit symmetric: row {r} expected "
                    f"{ref[r]:.6g}, got {out[r]:.6g}{extra} ({case})")
     return f"matches on small weights (an all-zero row, a negative largest |w|) and on fc1 / block2.conv of {source}"
@@ -126,7 +128,8 @@ def _check_fake_quantize(fn):
              (halves, torch.tensor([0.5, 0.25]), 4, "w / s exactly 0.5, 1.5, 2.5, … (s = 0.5 and 0.25), 4 bits", True),
              (_rand(3, 2, 3, 3, seed=19), torch.tensor([0.3, 0.5, 0.2]), 2, "a conv weight at 2 bits", False),
              (zero_row, torch.tensor([1e-12 / 3, 0.3]), 3, "an all-zero channel (scale 1e-12 / 3), 3 bits", False),
-             (fc2, qcodes.weight_scales(fc2, 4, clip="mse"), 4, f"classifier.fc2 of {source}, 4 bits, MSE scales", False)]
+             (fc2, qcodes.weight_scales(fc2, 4, clip="mse"), 4, f"classifier.fc2 of {source}, 4 bits, MSE scales",
+              False)]
     for weight, scales, bits, case, exact in cases:
         ref = fake_quantize_reference(weight, scales, bits)
         out = _tensor(_call(fn, weight, scales, bits, case=case))
@@ -159,8 +162,9 @@ def _gradient_hint(grad: Tensor | None, x: Tensor, case: str) -> str:
         return (f"the gradient through ste_round must be 1 (straight-through), got 0 for every x: torch.round's own "
                 f"gradient is 0, so keep x in the graph: x + (round(x) - x).detach() ({case})")
     i = int((~torch.isclose(grad, torch.ones_like(x))).flatten().nonzero()[0])
-    return (f"the gradient through ste_round must be 1 for every x (straight-through), got {float(grad.flatten()[i]):.6g} "
-            f"at x = {float(x.flatten()[i]):.6g} (entry {i}) — no clipping, no scaling: x + (round(x) - x).detach() ({case})")
+    return (f"the gradient through ste_round must be 1 for every x (straight-through), got "
+            f"{float(grad.flatten()[i]):.6g} at x = {float(x.flatten()[i]):.6g} (entry {i}) — no clipping, "
+            f"no scaling: x + (round(x) - x).detach() ({case})")
 
 
 @exercise("ste_round", "06", "straight-through round: forward round(x), gradient 1 in backward",
@@ -182,13 +186,14 @@ def _check_ste(fn):
             raise Hint(f"return a tensor, got {type(out).__name__} ({case})")
         _shape(out, x.shape, why=" (x's shape)")
         ref = torch.round(values)
-        if not torch.equal(out.detach(), ref):
-            i = int((out.detach() != ref).flatten().nonzero()[0])
+        if not _close(out.detach(), ref, rtol=0, atol=1e-5):  # x + (round(x) - x) may be off by an ulp
+            i = int((~torch.isclose(out.detach(), ref, rtol=0, atol=1e-5)).flatten().nonzero()[0])
             v, got = float(values.flatten()[i]), float(out.detach().flatten()[i])
             if v - math.floor(v) == 0.5:
                 raise Hint(f"x = {v:g} lies exactly halfway: torch.round rounds halves to the EVEN integer, "
                            f"{ref.flatten()[i]:g}, got {got:g} ({case})")
-            raise Hint(f"the forward value must be round(x): {_first_diff(out.detach(), ref)} ({case})")
+            raise Hint(f"the forward value must be round(x): {_first_diff(out.detach(), ref, rtol=0, atol=1e-5)} "
+                       f"({case})")
         if not out.requires_grad:
             raise Hint(f"no gradient flows back to x (the output is detached from x): keep x in the graph ({case})")
         grad, = torch.autograd.grad(out.sum(), x, allow_unused=True)

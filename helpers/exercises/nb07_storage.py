@@ -52,7 +52,8 @@ def _check_pack_bits(fn):
             raise Hint(f"return bytes, got {type(out).__name__} ({case})") from None
         n_bits = len(values) * bits
         if len(data) != len(ref):
-            exact = " — n·bits is a multiple of 8, so no padding byte" if n_bits % 8 == 0 and len(data) > len(ref) else ""
+            padded = n_bits % 8 == 0 and len(data) > len(ref)
+            exact = " — n·bits is a multiple of 8, so no padding byte" if padded else ""
             raise Hint(f"{len(values)} values of {bits} bits need ceil({n_bits}/8) = {len(ref)} bytes, "
                        f"got {len(data)}{exact} ({case})")
         if data != ref:
@@ -77,10 +78,11 @@ def _check_relative_gaps(fn):
     model, source = course_model()
     fc1 = _weight("classifier.fc1")
     positions = np.flatnonzero(unstructured.row_mask(fc1.abs(), 0.99).numpy().ravel())
-    cases = [(np.array([0, 3, 4]), 255, "positions [0, 3, 4]"), (np.array([254]), 255, "position 254: a first gap of "
-                                                                                   "exactly 255"),
+    cases = [(np.array([0, 3, 4]), 255, "positions [0, 3, 4]"),
+             (np.array([254]), 255, "position 254: a first gap of exactly 255"),
              (np.array([254, 764]), 255, "positions [254, 764]: gaps of exactly 255 and 510"),
-             (np.array([2, 20]), 7, "positions [2, 20], max_gap 7"), (np.array([6, 13, 30]), 7, "positions [6, 13, 30], max_gap 7"),
+             (np.array([2, 20]), 7, "positions [2, 20], max_gap 7"),
+             (np.array([6, 13, 30]), 7, "positions [6, 13, 30], max_gap 7"),
              (np.array([13]), 7, "position 13, max_gap 7: a first gap of exactly 14 = 2·7"),
              (np.array([], dtype=np.int64), 255, "no positions (an all-zero weight)"), (np.array([0]), 255, "position 0"),
              (positions, 255, f"the non-zeros of classifier.fc1 of {source} pruned to 99% per row")]
@@ -94,13 +96,14 @@ def _check_relative_gaps(fn):
         if np.array_equal(got, ref):
             continue
         gaps = np.diff(np.concatenate([[-1], pos]))
-        if len(got) and got[0] == pos[0] and ref[0] == pos[0] + 1:
+        if len(got) and len(pos) and got[0] == pos[0] and ref[0] == pos[0] + 1:
             raise Hint(f"the first gap counts from index -1: position {pos[0]} gives gap {pos[0] + 1} ({case})")
         if len(got) and got.max() > max_gap:
             raise Hint(f"gap {got.max()} exceeds max_gap={max_gap}: bridge it with filler entries of {max_gap} ({case})")
         if (got == 0).any() and (gaps % max_gap == 0).any():
             g = int(gaps[gaps % max_gap == 0][0])
-            raise Hint(f"a gap of exactly {g} = {g // max_gap}·max_gap is {g // max_gap} entr{'y' if g == max_gap else 'ies'} "
+            entries = "1 entry" if g == max_gap else f"{g // max_gap} entries"
+            raise Hint(f"a gap of exactly {g} = {g // max_gap}·max_gap is {entries} "
                        f"of {max_gap} and no 0: add fillers only while the rest EXCEEDS max_gap (gap > max_gap) — "
                        f"expected {ref[:10].tolist()}, got {got[:10].tolist()} ({case})")
         raise Hint(f"{case}: expected {ref[:10].tolist()}, got {got[:10].tolist()} — fillers are entries of max_gap")
