@@ -16,9 +16,6 @@ from helpers.pruning import slimming, structured, unstructured
 from helpers.quantization import fake
 from helpers.storage import packed, sparse
 
-QMAX4 = 7
-
-
 def _stub(*args):
     raise NotImplementedError
 

@@ -153,7 +153,8 @@ def _close(out: Tensor, ref: Tensor, rtol=1e-5, atol=1e-6) -> bool:
 def _first_diff(out: Tensor, ref: Tensor, rtol=1e-5, atol=1e-6) -> str:
     """How many entries differ, and the first of them (expected and got), for a hint."""
     bad = ~torch.isclose(out.double(), ref.double(), rtol=rtol, atol=atol)
-    idx = tuple(int(i) for i in torch.nonzero(bad)[0]) if bad.any() else ()
+    bad = bad if bad.any() else out.double() != ref.double()  # within the tolerance: name an exact difference
+    idx = tuple(int(i) for i in torch.nonzero(bad)[0]) if bad.any() else (0,) * ref.ndim
     where = f"at index {idx}" if idx else "everywhere"
     return f"{int(bad.sum())} of {ref.numel()} entries differ; {where} expected {ref[idx].item():.6g}, got {out[idx].item():.6g}"
 

@@ -149,6 +149,12 @@ def _check_row_mask(fn):
            f"(s·fan_in = 4.6 and 4.5, ties, s = 0, fan_in 1) and fc2 of {source}"
 
 
+def _group_name(g: int, m: int, n_inputs: int) -> tuple[str, int]:
+    """("row r, inputs a..b", a) for group ``g`` of ``m`` consecutive inputs of rows of ``n_inputs``."""
+    row, first = divmod(g, n_inputs // m)
+    return f"row {row}, inputs {first * m}..{first * m + m - 1}", first * m
+
+
 @exercise("nm_mask", "03", "N:M for (out, in) scores: keep the n highest of every m consecutive inputs",
           unstructured.nm_mask, (unstructured.nm_mask,),
           hints=("scores: (out, in) with in divisible by m; groups: inputs 0..m-1, m..2m-1, … of each row",
@@ -171,21 +177,21 @@ def _check_nm_mask(fn):
     for scores, n, m, case in cases:
         out = _mask(_call(fn, scores, n, m, case=case), scores.shape)
         groups, got = scores.reshape(-1, m), out.reshape(-1, m)
-        problem = masks.count_problem(got, groups, n) or masks.order_problem(got, groups)
-        tie = None if problem else masks.tie_problem(got, unstructured.nm_mask(scores, n, m).reshape(-1, m))
-        g = problem[0] if problem else tie[0] if tie else None
-        if g is None:
-            continue
-        r, c = divmod(g, scores.shape[1] // m)
-        where = f"row {r}, inputs {c * m}..{c * m + m - 1}"
+        count = masks.count_problem(got, groups, n)
+        if count:
+            g, kept, tie_note = count
+            swapped = f" — you kept m - n = {m - n}: n is how many to KEEP of every m, so remove the m - n lowest" \
+                if kept == m - n != n else ""
+            raise Hint(f"group ({_group_name(g, m, scores.shape[1])[0]}) keeps {kept} weights; every group of {m} "
+                       f"consecutive inputs must keep exactly {n}{swapped}{tie_note} ({case})")
+        order = masks.order_problem(got, groups)
+        if order:
+            raise Hint(f"group ({_group_name(order[0], m, scores.shape[1])[0]}) {order[1]}: keep the {n} HIGHEST "
+                       f"of each group ({case})")
+        tie = masks.tie_problem(got, unstructured.nm_mask(scores, n, m).reshape(-1, m))
         if tie:
-            raise Hint(f"group ({where}): " + masks.tie_text(f"input {c * m + tie[1]}", f"input {c * m + tie[2]}",
-                                                          groups[g, tie[1]]) + f" ({case})")
-        if len(problem) == 2:
-            raise Hint(f"group ({where}) {problem[1]}: keep the {n} HIGHEST of each group ({case})")
-        swapped = f" — you kept m - n = {m - n}: n is how many to KEEP of every m, so remove the m - n lowest" \
-            if problem[1] == m - n != n else ""
-        raise Hint(f"group ({where}) keeps {problem[1]} weights; every group of {m} consecutive inputs must keep "
-                   f"exactly {n}{swapped}{problem[2]} ({case})")
+            (g, i, j), (name, first) = tie, _group_name(tie[0], m, scores.shape[1])
+            raise Hint(f"group ({name}): " + masks.tie_text(f"input {first + i}", f"input {first + j}", groups[g, i])
+                       + f" ({case})")
     return "every group of m keeps exactly its n highest, ties by position, for 2:4, 4:8, 1:4, 3:8, 1:3 and 3:4 " \
            f"and on fc2 of {source}"
