@@ -245,7 +245,7 @@ def test_int8_bad_inputs_are_clear_errors(small_trained, tmp_path):
         save(int8, tmp_path / "m.pt")
     path = save(int8, tmp_path / "m.int8")
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(Int8FileError, match="not a readable compression-course/int8-fx-v2 file"):
+    with pytest.raises(Int8FileError, match="not a readable compression-course/int8-pt2e-v1 or compression-course/int8-fx-v2 file: corrupt or truncated"):
         load(path)
     with pytest.raises(FileNotFoundError, match="no model file"):
         load(tmp_path / "missing.int8")
