@@ -10,7 +10,7 @@ fixed validation subset.
 
 Weight-only post-training quantization, no QAT and no fine-tuning: 07 itself trains (QAT with the
 masks kept) for its committed point, the reference. ``quantize_model(pruned, bits, None)`` is what
-``helpers.combined.quantize_keeping_masks`` builds without QAT (with float activations its
+``helpers.quantization.masked.quantize_keeping_masks`` builds without QAT (with float activations its
 calibration pass only repeats the weight-scale search), at half its cost.
 
 The same model, faster: the first conv is never pruned and always 8-bit (an edge layer), so its

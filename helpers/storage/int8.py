@@ -20,7 +20,7 @@ from ..inputs import check_finite
 from ..quantization.int8 import BACKENDS, int8_graph, quiet
 from ..quantization.pt2e import program_bytes, program_from_bytes
 from .framing import ModelFileError, content_digest, torch_bytes, torch_payload
-from .rebuild import model_from_config
+from .rebuild import config_from
 
 FORMAT = "compression-course/int8-fx-v2"
 PT2E_FORMAT = "compression-course/int8-pt2e-v1"
@@ -52,7 +52,7 @@ def decode(data: bytes, source: str = "int8 file") -> torch.fx.GraphModule:
     """Rebuild the int8 model of an ``.int8`` file's bytes (``weights_only`` loading; clear errors)."""
     with quiet():
         payload = torch_payload(data, (PT2E_FORMAT, FORMAT), Int8FileError, source)
-    config = model_from_config(payload.get("config"), Int8FileError, source).config
+    config = config_from(payload.get("config"), Int8FileError, source)
     if payload["format"] == PT2E_FORMAT:
         return _pt2e_program(payload, config, source)
     backend = payload.get("backend")

@@ -31,7 +31,7 @@ from ..quantization.codes import dequantize_weight, symmetric_range
 from ..inputs import check_finite
 from .framing import (ModelFileError, check_elements, checked_payload, frame, json_bytes, json_header,
                       numel_of, read_model_file)
-from .rebuild import load_state_into, model_from_config
+from .rebuild import config_from, load_state_into
 
 MAGIC = b"CCQPACK\x00"
 VERSION = 1
@@ -140,7 +140,7 @@ def decode_model(header: dict, tensors: dict, error: type[ModelFileError], sourc
     """The fake-quantized model of a ``.packed``/``.ccz`` header and its decoded tensors (weights as
     integer codes, turned into ``scale * code`` here), in eval mode; ``error`` for a misfit."""
     try:
-        qmodel = quantized_model_from(model_from_config(header["config"], error, source).config, header["spec"])
+        qmodel = quantized_model_from(config_from(header["config"], error, source), header["spec"])
     except (KeyError, TypeError, ValueError) as err:
         if isinstance(err, ModelFileError):
             raise

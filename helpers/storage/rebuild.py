@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..models import FashionCNN, build_model
+from ..models import CNNConfig, FashionCNN, build_model
 from .framing import MAX_ELEMENTS, ModelFileError
 
 
-def model_from_config(config, error: type[ModelFileError], source: str) -> FashionCNN:
-    """``build_model(config)`` for a stored config; ``error`` when it is missing, invalid, or
-    describes a model larger than a file can hold (checked before any layer is allocated)."""
-    from ..models import CNNConfig
-
+def config_from(config, error: type[ModelFileError], source: str) -> CNNConfig:
+    """The ``CNNConfig`` of a stored config; ``error`` when it is missing, invalid, or describes a
+    model larger than a file can hold (checked arithmetically: nothing is allocated)."""
     try:
         parsed = CNNConfig.from_dict(config)
         size = parsed.parameter_count
@@ -21,7 +19,12 @@ def model_from_config(config, error: type[ModelFileError], source: str) -> Fashi
     if size > MAX_ELEMENTS or parsed.image_size > 1024 or parsed.in_channels > 64:
         raise error(f"{source}: the stored config describes a model of {size:,} parameters "
                     f"({MAX_ELEMENTS:,} at most) or {parsed.image_size}-pixel images: not built")
-    return build_model(parsed)
+    return parsed
+
+
+def model_from_config(config, error: type[ModelFileError], source: str) -> FashionCNN:
+    """``build_model`` of a stored config, checked by ``config_from`` before any layer is allocated."""
+    return build_model(config_from(config, error, source))
 
 
 def load_state_into(model: nn.Module, state_dict: dict, error: type[ModelFileError], source: str) -> nn.Module:
