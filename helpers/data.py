@@ -7,7 +7,6 @@ from tensors, which is several times faster on a 2-core CPU than a per-image PIL
 from __future__ import annotations
 
 import gzip
-import hashlib
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .io_utils import atomic_path
+from .io_utils import atomic_path, file_digest
 from .paths import SHARED_DATA_DIR, data_root
 
 CLASS_NAMES = (
@@ -64,11 +63,7 @@ def _digest(path: Path, algorithm: str) -> str:
     st = path.stat()
     key = (algorithm, str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
     if key not in _DIGESTS:
-        digest = hashlib.new(algorithm)
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        _DIGESTS[key] = digest.hexdigest()
+        _DIGESTS[key] = file_digest(path, algorithm)
     return _DIGESTS[key]
 
 
@@ -92,14 +87,6 @@ def _good_gz(raw_dir: Path, shared_raw: Path, name: str, md5s: dict[str, str]) -
             shutil.copyfile(source, tmp)
         return target
     return None
-
-
-def _seed_from_shared(raw_dir: Path, shared_raw: Path, md5s: dict[str, str]) -> None:
-    """Copy each .gz file the project lacks (neither unpacked nor a good .gz) from the read-only
-    shared folder, atomically and only when the shared copy has the official md5."""
-    for name in RAW_FILES:
-        if not (raw_dir / name[:-3]).exists():
-            _good_gz(raw_dir, shared_raw, name, md5s)
 
 
 def unpacked_problem(path: Path, size: int, sha256: str) -> str | None:
@@ -176,7 +163,6 @@ def load_fashion_mnist(root=None, download: bool = True):
     raw_dir = root / "FashionMNIST" / "raw"
     md5s = official_md5s()
     shared_raw = SHARED_DATA_DIR / "FashionMNIST" / "raw"
-    _seed_from_shared(raw_dir, shared_raw, md5s)
     check_unpacked(raw_dir, shared_raw, md5s)
     try:
         train = FashionMNIST(root, train=True, download=download)

@@ -2,6 +2,7 @@
 processes writing one path at once both finish with a whole file (the last one wins)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import time
@@ -82,3 +83,9 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """The hex digest of the bytes of the file ``path`` (``hashlib.file_digest``, read in chunks)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, algorithm).hexdigest()

@@ -13,13 +13,12 @@ line and column); ``write_speed_file`` replaces ``speed.json`` atomically.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 from pathlib import Path
 
-from .io_utils import write_text_atomic
+from .io_utils import file_digest, write_text_atomic
 from .paths import REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "results"
@@ -145,11 +144,7 @@ def write_speed_file(path: str | os.PathLike, records: list[dict]) -> None:
 
 def sha256_of(path: str | os.PathLike) -> str:
     """The SHA-256 (hex) of the bytes of the file ``path``: a speed record's ``sha256``."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def format_spread(median: float, q1: float, q3: float) -> str:

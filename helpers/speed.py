@@ -327,25 +327,20 @@ def compile_unavailable() -> str | None:
     return None
 
 
-def compiled_model(model: nn.Module, batch_sizes=SPEED_BATCHES, input_shape=(1, 28, 28),
-                   freezing: bool | None = None) -> tuple[nn.Module, float]:
+def compiled_model(model: nn.Module, batch_sizes=SPEED_BATCHES, input_shape=(1, 28, 28)) -> tuple[nn.Module, float]:
     """``(torch.compile(model, dynamic=False), seconds)``: compiled for each batch size by one call
-    each, so that compiling (the seconds returned, wall clock) stays out of any timed call.
-
-    ``freezing`` (default: on for a PT2E int8 program, which needs it to fuse its int8 kernels)
-    lets inductor fold the weights into the kernels, as ``TORCHINDUCTOR_FREEZING=1`` does."""
+    each, so that compiling (the seconds returned, wall clock) stays out of any timed call. The
+    weights are frozen into the kernels (inductor's ``freezing``, as ``TORCHINDUCTOR_FREEZING=1``):
+    inference only, and what a PT2E int8 program needs to fuse its int8 kernels."""
     from torch._inductor import config as inductor_config
 
     reason = compile_unavailable()
     if reason:
         raise RuntimeError(reason)
-    if freezing is None:
-        freezing = hasattr(model, "config") and isinstance(model, torch.fx.GraphModule) \
-            and not hasattr(model, "backend")
     model.eval()  # (an exported program's eval() returns no module)
     compiled = torch.compile(model, dynamic=False)
     start = time.perf_counter()
-    with torch.no_grad(), inductor_config.patch(freezing=freezing):
+    with torch.no_grad(), inductor_config.patch(freezing=True):
         for batch_size in batch_sizes:
             compiled(torch.zeros((batch_size, *input_shape)))
     return compiled, time.perf_counter() - start

@@ -104,7 +104,7 @@ def test_a_truncated_copy_is_copied_again_from_shared(tmp_path, monkeypatch):
     raw = tmp_path / "project" / "raw"
     raw.mkdir(parents=True)
     (raw / data.RAW_FILES[0]).write_bytes(bytes([0]) * 400)  # what a killed copy left
-    data._seed_from_shared(raw, shared, md5s)
+    data.check_unpacked(raw, shared, md5s)
     assert all((raw / n).read_bytes() == (shared / n).read_bytes() for n in data.RAW_FILES)
     assert data.damaged_raw_files(raw, md5s) == []
 
@@ -120,7 +120,7 @@ def test_a_killed_copy_leaves_no_partial_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(data.shutil, "copyfile", killed_copy)
     with pytest.raises(KeyboardInterrupt):
-        data._seed_from_shared(raw, shared, md5s)
+        data.check_unpacked(raw, shared, md5s)
     assert list(raw.iterdir()) == []
 
 

@@ -36,8 +36,8 @@ from torch import nn
 from ..quantization.fake import quant_layers
 from ..quantization.codes import symmetric_range
 from ..inputs import check_finite
-from .framing import (MAX_HEADER_BYTES, ModelFileError, check_elements, checked_payload, frame, json_bytes,
-                      json_header, numel_of)
+from .framing import (MAX_HEADER_BYTES, ModelFileError, checked_payload, frame, json_bytes, json_header,
+                      table_numels)
 from .packed import decode_model, pack_bits, unpack_bits
 from .sparse import _relative_gaps
 
@@ -157,8 +157,8 @@ def encode(qmodel: nn.Module, meta: dict | None = None) -> bytes:
     return encode_with_stages(qmodel, meta)[0]
 
 
-def _tensor(entry: dict, payload: bytes, source: str) -> torch.Tensor:
-    numel = numel_of(entry["shape"], CompressedFileError, source, entry["name"])
+def _tensor(entry: dict, payload: bytes, numel: int) -> torch.Tensor:
+    """One table entry's tensor of ``numel`` values (checked by ``table_numels``) from the payload."""
     chunk = payload[entry["offset"]:entry["offset"] + entry["nbytes"]]
     if len(chunk) != entry["nbytes"]:
         raise CompressedFileError(f"tensor {entry['name']} runs past the payload")
@@ -176,9 +176,9 @@ def decode(data: bytes, source: str = "compressed file") -> nn.Module:
     """The model of a ``.ccz`` file's bytes, in eval mode, from those bytes alone."""
     header, payload = read_compressed_bytes(data, source)
     try:
-        check_elements(sum(numel_of(e["shape"], CompressedFileError, source, e["name"]) for e in header["tensors"]),
-                       CompressedFileError, source)
-        tensors = {e["name"]: _tensor(e, payload, source) for e in header["tensors"]}
+        entries = header["tensors"]
+        counts = table_numels(entries, CompressedFileError, source)
+        tensors = {e["name"]: _tensor(e, payload, n) for e, n in zip(entries, counts)}
         for name in [n for n in tensors if n.endswith(".weight_scale")]:  # v2 stores no clipping ratios
             tensors.setdefault(name[: -len(".weight_scale")] + NOT_STORED, torch.ones_like(tensors[name]))
         return decode_model(header, tensors, CompressedFileError, source)

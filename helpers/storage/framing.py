@@ -84,6 +84,16 @@ def numel_of(shape, error: type[ModelFileError], source: str, name: str) -> int:
     return count
 
 
+def table_numels(entries, error: type[ModelFileError], source: str) -> list[int]:
+    """The element count of each entry of a stored tensor table (a list of dicts with ``name`` and
+    ``shape``), each and their sum bounded by ``MAX_ELEMENTS`` before anything is allocated."""
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise error(f"{source} has no valid tensor table in its header")
+    counts = [numel_of(e.get("shape"), error, source, e.get("name")) for e in entries]
+    check_elements(sum(counts), error, source)
+    return counts
+
+
 # --------------------------------------------------------------------------- content digest
 def _feed(h, value) -> None:
     """Hash ``value`` (nested dicts, lists, tensors, numbers, strings, dtypes) unambiguously."""

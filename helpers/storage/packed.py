@@ -29,8 +29,8 @@ from torch import nn
 from ..quantization.fake import quant_layers, quantized_model_from
 from ..quantization.codes import dequantize_weight, symmetric_range
 from ..inputs import check_finite
-from .framing import (ModelFileError, check_elements, checked_payload, frame, json_bytes, json_header,
-                      numel_of, read_model_file)
+from .framing import (ModelFileError, checked_payload, frame, json_bytes, json_header, read_model_file,
+                      table_numels)
 from .rebuild import config_from, load_state_into
 
 MAGIC = b"CCQPACK\x00"
@@ -121,9 +121,9 @@ def read_packed_bytes(data: bytes, source: str = "packed file") -> tuple[dict, b
     return json_header(data[_PREFIX.size:pos], FORMAT, PackedFileError, source), payload
 
 
-def _tensor(entry: dict, payload: bytes, source: str) -> torch.Tensor:
+def _tensor(entry: dict, payload: bytes, count: int) -> torch.Tensor:
+    """One table entry's tensor of ``count`` values (checked by ``table_numels``) from the payload."""
     chunk = payload[entry["offset"]:entry["offset"] + entry["nbytes"]]
-    count = numel_of(entry["shape"], PackedFileError, source, entry["name"])
     if len(chunk) != entry["nbytes"] or entry["offset"] < 0:
         raise ValueError(f"tensor {entry['name']} runs past the payload")
     if entry["kind"] == "codes":
@@ -165,9 +165,9 @@ def decode(data: bytes, source: str = "packed file") -> nn.Module:
     """
     header, payload = read_packed_bytes(data, source)
     try:
-        check_elements(sum(numel_of(e["shape"], PackedFileError, source, e["name"]) for e in header["tensors"]),
-                       PackedFileError, source)
-        tensors = {e["name"]: _tensor(e, payload, source) for e in header["tensors"]}
+        entries = header["tensors"]
+        counts = table_numels(entries, PackedFileError, source)
+        tensors = {e["name"]: _tensor(e, payload, n) for e, n in zip(entries, counts)}
         return decode_model(header, tensors, PackedFileError, source)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
         if isinstance(err, ModelFileError):

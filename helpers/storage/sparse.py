@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from ..inputs import check_finite
-from .framing import (ModelFileError, check_elements, checked_payload, frame, json_bytes, json_header,
-                      numel_of, read_model_file)
+from .framing import (ModelFileError, checked_payload, frame, json_bytes, json_header, numel_of, read_model_file,
+                      table_numels)
 from .rebuild import load_state_into, model_from_config
 
 MAGIC = b"CCSPARS1"
@@ -175,11 +175,8 @@ def read_sparse_bytes(data: bytes, source: str = "sparse file") -> tuple[dict, d
     end = _HEAD.size + hlen
     payload = checked_payload(data, end, SparseFormatError, source)
     header = json_header(data[_HEAD.size:end], FORMAT, SparseFormatError, source)
-    entries = header.get("tensors") if isinstance(header, dict) else None
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise SparseFormatError(f"{source} has no valid tensor table in its header")
-    check_elements(sum(numel_of(e.get("shape"), SparseFormatError, source, e.get("name")) for e in entries),
-                   SparseFormatError, source)
+    entries = header.get("tensors")
+    table_numels(entries, SparseFormatError, source)
     state, offset = {}, 0
     for entry in entries:
         try:
