@@ -103,3 +103,22 @@ def sentence(question: str, a: str, b: str, comparison: PairedComparison, decide
     return (f"{question}: {outcome} — {a} − {b} = {comparison.difference_pp:+.2f} pp on {split} "
             f"(95% paired interval {lo:+.2f} to {hi:+.2f}, McNemar p = {comparison.p_value:.3g}, "
             f"{comparison.a_only} vs {comparison.b_only} discordant of {comparison.n:,}{seeds})")
+
+
+def spread(values) -> str:
+    """Seeds' values as every notebook prints them: ``93.12 ± 0.10 (93.01, 93.12, 93.22)``."""
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("spread of no values")
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.2f} ± {sd:.2f} ({', '.join(f'{v:.2f}' for v in values)})"
+
+
+def target_status(values, threshold: float, at_least: bool = True) -> str:
+    """A target over seeds: ``"met"`` when every seed's value reaches ``threshold`` (``>=``, or
+    ``<=`` with ``at_least=False``), ``"missed"`` when none does, else ``"at the edge"``."""
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("a target needs at least one value")
+    reached = [v >= threshold if at_least else v <= threshold for v in values]
+    return "met" if all(reached) else "missed" if not any(reached) else "at the edge"

@@ -155,3 +155,63 @@ def test_seeds_must_pair_up(tmp_path):
 
     with pytest.raises(ValueError, match="seeds pair up"):
         _record(OutputDirs(tmp_path, "full"), seeds=((93.0, 93.1), (92.0,)))
+
+
+def test_spread_prints_mean_sample_sd_and_every_seed():
+    from helpers.verdicts import spread
+
+    assert spread([93.0, 93.2, 93.4]) == "93.20 ± 0.20 (93.00, 93.20, 93.40)"
+    assert spread([90]) == "90.00 ± 0.00 (90.00)"
+    with pytest.raises(ValueError):
+        spread([])
+
+
+@pytest.mark.parametrize("values, threshold, at_least, status", [
+    ([50.2, 51.0, 50.5], 50.0, True, "met"),
+    ([49.9, 51.0, 50.5], 50.0, True, "at the edge"),
+    ([40.0, 45.0], 50.0, True, "missed"),
+    ([50.0], 50.0, True, "met"),                # the threshold itself reaches it
+    ([0.4, 0.6], 0.5, False, "at the edge"),    # at most 0.5 pp lost
+    ([0.1, 0.5], 0.5, False, "met"),
+])
+def test_a_target_is_met_only_when_every_seed_reaches_it(values, threshold, at_least, status):
+    from helpers.verdicts import target_status
+
+    assert target_status(values, threshold, at_least) == status
+
+
+class _Fixed(torch.nn.Module):
+    """A 'model' that answers class ``answers[i]`` for image i (the image holds its index)."""
+
+    def __init__(self, answers):
+        super().__init__()
+        self.answers = torch.as_tensor(answers)
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(self.answers[x.flatten(1)[:, 0].long()], 2).float()
+
+
+def test_compare_models_decides_by_the_rule_and_prints_its_sentence(tmp_path, capsys):
+    from helpers.paths import OutputDirs
+    from helpers.results import compare_models
+
+    n = 400
+    labels = torch.zeros(n, dtype=torch.long)
+    batches = [(torch.arange(n, dtype=torch.float).view(n, 1, 1, 1), labels)]
+    good = _Fixed([0] * 380 + [1] * 20)      # 95% right
+    worse = _Fixed([0] * 340 + [1] * 60)     # 85% right, wrong on every image the good one gets wrong
+    outputs = OutputDirs(tmp_path, "full")
+    record = compare_models("02", "which is better", "good", "worse", good, worse, batches, outputs,
+                            test_batches=batches, seeds_a=[95.0, 94.8, 95.1], seeds_b=[85.0, 85.3, 84.9])
+    out = capsys.readouterr().out
+    assert record["verdict"] == "a" and record["difference_pp"] == 10.0 and record["ci95_pp"][0] > 0
+    assert "which is better: good wins — good − worse = +10.00 pp on validation" in out
+    assert "seeds (validation %): good 94.97 ± 0.15" in out and "test (reporting only): good − worse = +10.00 pp" in out
+    # one seed disagreeing makes it a tie, whatever the interval says
+    tie = compare_models("02", "q", "good", "worse", good, worse, batches, outputs,
+                         seeds_a=[95.0, 84.0, 95.1], seeds_b=[85.0, 85.3, 84.9])
+    assert tie["verdict"] == "tie" and "a tie (the simpler or cheaper one is kept)" in capsys.readouterr().out
+    # per-image correctness instead of models gives the same record
+    same = compare_models("02", "which is better", "good", "worse", torch.arange(n) < 380, torch.arange(n) < 340,
+                          batches, outputs, seeds_a=[95.0, 94.8, 95.1], seeds_b=[85.0, 85.3, 84.9])
+    assert same == record

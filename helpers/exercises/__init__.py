@@ -5,11 +5,12 @@ In a notebook::
 
     from helpers.exercises import check, show, solution
 
-    show("wanda_scores")                    # the implementation in helpers/ the notebook runs
     def wanda_scores(weight, input_norms):
         raise NotImplementedError           # the learner's code
     check("wanda_scores", wanda_scores)     # ✔, or a hint naming the property that failed
     solution("wanda_scores")                # the reference, one call away
+    show("wanda_scores")                    # after a pass (or on demand): the implementation in helpers/
+    wanda = use("wanda_scores", wanda_scores)  # yours once it passes, else the reference; says which
 
 ``check`` runs the learner's function on small fixed cases and on a layer of the course model
 (``weights/01_baseline.pt`` when present, else a seeded untrained model) and compares it with the
@@ -30,7 +31,9 @@ them here registers their exercises, in notebook order.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
+import io
 from typing import Callable
 
 from .core import (BASELINE_WEIGHTS, REGISTRY, Exercise, Hint, NotImplementedYet, _get, _images, course_model,
@@ -44,7 +47,7 @@ from .nb05_schedules import global_magnitude_reference
 from .nb06_quantization import _tie_free, fake_quantize_reference, ste_round_reference, symmetric_scales_reference
 from .nb07_storage import relative_gaps_reference
 
-__all__ = ["check", "show", "solution", "listing", "main", "REGISTRY", "Exercise", "Hint", "NotImplementedYet",
+__all__ = ["check", "use", "in_use", "show", "solution", "listing", "main", "REGISTRY", "Exercise", "Hint", "NotImplementedYet",
            "exercise", "course_model", "BASELINE_WEIGHTS", "normalize_reference", "filter_l1_reference",
            "wanda_reference", "im2col_norms_reference", "global_magnitude_reference", "symmetric_scales_reference",
            "fake_quantize_reference", "ste_round_reference", "relative_gaps_reference"]
@@ -70,6 +73,36 @@ def check(name: str, fn: Callable) -> bool:
         return False
     print(f"✔ {name}: {summary}")
     return True
+
+
+IN_USE: dict[str, str] = {}  # exercise name -> "yours" or "the reference": what the last use() chose
+
+
+def use(name: str, fn: Callable | None = None) -> Callable:
+    """The implementation of ``name`` that the notebook's next cells run: the learner's ``fn`` once
+    it passes ``check`` (silently re-run here), else the reference. Prints which one runs, e.g.::
+
+        wanda = use("wanda_scores", wanda_scores)   # ▶ wanda_scores: the cells below run YOUR function
+    """
+    ex = _get(name)
+    passed = False
+    if fn is not None:
+        with contextlib.redirect_stdout(io.StringIO()):
+            passed = check(name, fn)
+    IN_USE[name] = "yours" if passed else "the reference"
+    if passed:
+        print(f"▶ {name}: the cells below run YOUR function (it passed check)")
+        return fn
+    why = "it has not passed check yet" if fn is not None else "none given"
+    print(f"▶ {name}: the cells below run the reference {ex.reference.__module__}.{ex.reference.__qualname__} "
+          f"(yours: {why})")
+    return ex.reference
+
+
+def in_use(name: str) -> str:
+    """``"yours"`` or ``"the reference"``: what the last ``use(name, ...)`` chose (the reference before any)."""
+    _get(name)
+    return IN_USE.get(name, "the reference")
 
 
 def solution(name: str) -> str:
