@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .paths import REPO_ROOT, OutputDirs, output_dirs, run_mode
+from .provenance import begin_run, note_read
 from .records import check_record, read_results
 
 COMMITTED_WEIGHTS = REPO_ROOT / "weights"
@@ -36,6 +37,7 @@ def start_run(quick: bool, seed: int) -> RunContext:
     from .training import pick_device, seed_everything
 
     mode = run_mode(quick)
+    begin_run(mode)  # the figures this run saves say which run they come from
     outputs, device = output_dirs(mode), pick_device()
     seed_everything(seed)
     return RunContext(mode, mode != "full", outputs, device)
@@ -101,7 +103,10 @@ def record_named(records: list[dict] | None, prefix: str) -> dict | None:
 def stage_records(results_dir: str | Path, stage: str) -> list[dict]:
     """The records of ``<results_dir>/<stage>.json`` (an empty list when the file is missing)."""
     path = Path(results_dir) / f"{stage}.json"
-    return json.loads(path.read_text()) if path.is_file() else []
+    if not path.is_file():
+        return []
+    note_read(path)
+    return json.loads(path.read_text())
 
 
 def find_weights(filename: str, outputs: OutputDirs) -> Path | None:

@@ -15,6 +15,7 @@ from torch import Tensor
 from .data import CLASS_NAMES
 from .io_utils import atomic_path
 from .models import prunable_layers
+from .provenance import digests, png_metadata
 
 
 def set_style() -> None:
@@ -23,11 +24,17 @@ def set_style() -> None:
     plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 120, "savefig.bbox": "tight"})
 
 
-def save_fig(fig, name: str, figures_dir: str | os.PathLike) -> Path:
-    """Save ``fig`` as ``<figures_dir>/<name>.png`` atomically; returns the path."""
+def save_fig(fig, name: str, figures_dir: str | os.PathLike, records=None, drew: dict[str, str] | None = None) -> Path:
+    """Save ``fig`` as ``<figures_dir>/<name>.png`` atomically; returns the path.
+
+    The PNG carries its provenance (``helpers.provenance``): the run's mode, the time, and the
+    sha256 of every results file the figure drew: ``records`` names them (a file, a results folder,
+    or a list of them; None: drawn from this run's computations only), ``drew`` gives them already
+    hashed (``{"results/03_wanda.json": sha256}``, from ``provenance.reading()``)."""
     path = Path(figures_dir) / f"{name}.png"
+    metadata = png_metadata({**digests(records), **(drew or {})})
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", metadata=metadata)
     return path
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .io_utils import file_digest, write_text_atomic
 from .paths import REPO_ROOT
+from .provenance import note_read
 
 RESULTS_DIR = REPO_ROOT / "results"
 SPEED_FILE = "speed.json"  # written by python -m helpers.benchmark; not a notebook's NN_*.json
@@ -35,6 +36,7 @@ def read_json(path: str | os.PathLike, remedy: str):
     """The JSON value in ``path``; a ValueError naming the file, where the JSON breaks (line and
     column) and ``remedy`` when it does not parse."""
     path = Path(path)
+    note_read(path)  # a figure drawn from it can name the bytes it drew (helpers.provenance)
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:

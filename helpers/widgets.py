@@ -4,7 +4,9 @@
 ``point``, ``draw``) into controls, a readout of the measured numbers and ONE output area holding
 ONE figure, redrawn on every change. The first value is drawn once, by the widget. Headless runs
 (``$COURSE_HEADLESS`` set by ``helpers.run_notebooks``) build no widget: they draw every control's
-headless values once, so an error in any of them fails the run, and print the numbers.
+headless values once, so an error in any of them fails the run, show the default figure as an image
+and print the numbers. ``live_view`` returns a ``LiveView``: its ``finish(results_dir)``, at the end
+of a notebook, redraws the saved figure with the records this run wrote.
 """
 from __future__ import annotations
 
@@ -15,12 +17,14 @@ import io
 import os
 import time
 import traceback
+from pathlib import Path
 from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
 
-from .paths import HEADLESS_ENV, MODE_ENV
-
+from .paths import HEADLESS_ENV
+from .plots import save_fig
+from .provenance import current_mode, reading
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -91,27 +95,111 @@ def _control_widget(widgets, name: str, spec: dict):
 
 
 # --------------------------------------------------------------------------------------------- live view
-def live_view(topic, state, reference, figure_name: str | None = None, figures_dir=None):
-    """A live view of ``topic`` (a ``helpers.live`` module) on ``state``; returns the widget, or None.
+UNKNOWN_REFERENCE = "(a reference table: pass live_view the results folder to name its files)"
+
+
+def _in_kernel() -> bool:
+    """Whether this runs in an IPython kernel (a notebook, papermill's included): display works."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+class LiveView:
+    """What ``live_view`` returns: the widget (``widget``, None headless) and ``finish``.
+
+    ``finish(results_dir)``, called at the end of a notebook after it wrote its records, redraws the
+    default figure with the reference of ``results_dir`` (this run's records), saves it again and
+    replaces the image shown at the top: in FULL the view at the top of a notebook runs before the
+    notebook writes this run's results, so it drew the previous run's. The explore path keeps the
+    committed reference and draws nothing again."""
+
+    def __init__(self, topic, state, figure_name, figures_dir, records):
+        self.topic, self.state, self.figure_name, self.figures_dir = topic, state, figure_name, figures_dir
+        self.records, self.reference, self.drew = records, None, {}
+        self.widget, self.default_result, self._display, self._redraw = None, None, None, None
+
+    def set_reference(self, reference) -> None:
+        """The reference: a results folder (read here: the figure names its files) or a table."""
+        if isinstance(reference, (str, os.PathLike)):
+            with reading() as drew:
+                self.reference = self.topic.reference(Path(reference))
+            self.drew = drew
+        else:
+            self.reference, self.drew = reference, ({} if reference is None else {UNKNOWN_REFERENCE: "unknown"})
+
+    def save(self, fig) -> None:
+        if self.figure_name is not None:
+            save_fig(fig, self.figure_name, self.figures_dir, records=self.records, drew=self.drew)
+
+    def show(self, fig) -> None:
+        """Put ``fig`` into the notebook as an image (a headless run: GitHub shows it), or update it."""
+        if not _in_kernel():
+            return
+        from IPython.display import display
+
+        data = figure_output(fig)["data"]
+        if self._display is None:
+            self._display = display(data, raw=True, display_id=True)
+        else:
+            self._display.update(data, raw=True)
+
+    def finish(self, results_dir) -> None:
+        """Redraw the default figure with the reference of ``results_dir`` (see the class)."""
+        if current_mode() == "explore" or self.default_result is None:
+            return
+        self.set_reference(results_dir)
+        fig = self.topic.draw(self.default_result, self.reference)
+        self.save(fig)
+        if self.widget is None:
+            self.show(fig)
+        plt.close(fig)
+        if self._redraw is not None:
+            self._redraw()
+        drawn = ", ".join(k for k in self.drew if k != UNKNOWN_REFERENCE) or "no records"
+        print(f"live view redrawn with this run's records ({drawn})"
+              + (f"; saved as {self.figure_name}.png" if self.figure_name else ""))
+
+    def _ipython_display_(self):
+        """Nothing more to show: ``live_view`` displayed the widget (or the image) already."""
+
+
+def live_view(topic, state, reference, figure_name: str | None = None, figures_dir=None, records=None) -> LiveView:
+    """A live view of ``topic`` (a ``helpers.live`` module) on ``state``; returns a ``LiveView``.
+
+    ``reference``: the results folder whose records the view draws as its reference
+    (``topic.reference(folder)`` is read here, and the saved figure names those files), or a table
+    already read (then the figure cannot name its files), or None. ``records``: other results files
+    or folders the view's figure draws (e.g. those ``state`` was prepared from).
 
     With a front end: a control per entry of ``topic.CONTROLS`` (``continuous_update=False``), a
     readout (validation accuracy and the result's numbers, or the error) and one ``Output`` holding
-    one figure, redrawn into the same matplotlib figure on every change. Headless
-    (``$COURSE_HEADLESS``) or without ipywidgets: no widget; the defaults and every headless value
-    are drawn once (errors propagate), a table of the numbers is printed, the figures closed.
+    one figure, redrawn into the same matplotlib figure on every change; the widget is displayed
+    here. Headless (``$COURSE_HEADLESS``) or without ipywidgets: no widget; the defaults and every
+    headless value are drawn once (errors propagate), the default figure is shown as an image and
+    a table of the numbers printed, the figures closed.
     Both: the default-values figure is saved as ``<figures_dir>/<figure_name>.png`` when named.
+    Call ``finish(results_dir)`` on the result at the end of the notebook (see ``LiveView``).
     """
     if figure_name is not None and figures_dir is None:
         raise ValueError("figure_name needs figures_dir (where the PNG goes)")
-    controls = topic.CONTROLS
+    view = LiveView(topic, state, figure_name, figures_dir, records)
+    view.set_reference(reference)
     try:
         import ipywidgets as widgets
     except ImportError:
         widgets = None
     if os.environ.get(HEADLESS_ENV) or widgets is None:
-        _run_headless(topic, state, reference, figure_name, figures_dir, controls, widget_missing=widgets is None)
-        return None
+        _run_headless(view, widget_missing=widgets is None)
+    else:
+        _build_widget(view, widgets)
+    return view
 
+
+def _build_widget(view: LiveView, widgets) -> None:
+    topic, controls = view.topic, view.topic.CONTROLS
     inputs = {name: _control_widget(widgets, name, spec) for name, spec in controls.items()}
     readout = widgets.HTML(value="…")
     readout.add_class("course-readout")  # the browser test reads the accuracy here
@@ -122,8 +210,8 @@ def live_view(topic, state, reference, figure_name: str | None = None, figures_d
         started = time.perf_counter()
         values = {name: box.value for name, box in inputs.items()}
         try:
-            result = topic.point(state, **values)
-            fig = topic.draw(result, reference, fig=current["fig"])
+            result = topic.point(view.state, **values)
+            fig = topic.draw(result, view.reference, fig=current["fig"])
             plt.close(fig)  # shown through the Output only, never again by the inline backend
             current["fig"] = fig
             output.outputs = (figure_output(fig),)
@@ -137,35 +225,40 @@ def live_view(topic, state, reference, figure_name: str | None = None, figures_d
 
     for box in inputs.values():
         box.observe(update, names="value")
-    first = update()  # the first value, drawn once, by the widget
-    if figure_name is not None and first is not None:
-        from .plots import save_fig
-        save_fig(current["fig"], figure_name, figures_dir)
-    view = widgets.VBox([widgets.HBox(list(inputs.values()), layout={"flex_flow": "row wrap"}), readout, output])
-    view.update = update  # for tests and for a person who wants to redraw by hand
-    return view
+    view.default_result = update()  # the first value, drawn once, by the widget
+    if view.default_result is not None:
+        view.save(current["fig"])
+    view.widget = widgets.VBox([widgets.HBox(list(inputs.values()), layout={"flex_flow": "row wrap"}), readout, output])
+    view.widget.update = update  # for tests and for a person who wants to redraw by hand
+    view._redraw = update
+    if _in_kernel():
+        from IPython.display import display
+
+        display(view.widget)
 
 
-def _run_headless(topic, state, reference, figure_name, figures_dir, controls, widget_missing: bool):
+def _run_headless(view: LiveView, widget_missing: bool) -> None:
     import pandas as pd
 
     rows = []
-    points = headless_points(controls)
-    if os.environ.get(MODE_ENV) == "explore":  # a person's kernel draws the defaults once; QUICK and FULL draw all
+    points = headless_points(view.topic.CONTROLS)
+    if current_mode() == "explore":  # a person's kernel draws the defaults once; QUICK and FULL draw all
         points = points[:1]
     for i, values in enumerate(points):
         started = time.perf_counter()
-        result = topic.point(state, **values)
-        fig = topic.draw(result, reference)
-        if i == 0 and figure_name is not None:
-            from .plots import save_fig
-            save_fig(fig, figure_name, figures_dir)
+        result = view.topic.point(view.state, **values)
+        fig = view.topic.draw(result, view.reference)
+        if i == 0:
+            view.default_result = result
+            view.save(fig)
+            view.show(fig)
         plt.close(fig)
         rows.append({**values, **{k: v for k, v in scalars(result).items() if k not in values},
                      "seconds": round(time.perf_counter() - started, 2)})
     why = "ipywidgets is not installed" if widget_missing else "headless run"
     drawn = "the defaults drawn (explore)" if len(points) == 1 else "each control's values drawn once"
-    print(f"({why}: the live view appears when you run this cell in Jupyter; {drawn}:)")
+    print(f"({why}: the live view appears when you run this cell in Jupyter; the figure above shows the "
+          f"defaults; {drawn}:)")
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(pd.DataFrame(rows).to_string(index=False))
 

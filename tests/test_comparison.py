@@ -197,5 +197,121 @@ def _helpers_imported_by(module: str) -> set[str]:
 def test_imports_go_one_way_results_over_comparison_over_records():
     assert "results" not in _helpers_imported_by("comparison"), "comparison must not import results (a cycle)"
     assert {"comparison", "records"} <= _helpers_imported_by("results")
-    assert _helpers_imported_by("records") <= {"io_utils", "paths"}
+    assert _helpers_imported_by("records") <= {"io_utils", "paths", "provenance"}  # provenance: which files were read
     assert "results" not in _helpers_imported_by("benchmark") and "records" in _helpers_imported_by("benchmark")
+
+
+def test_pareto_mask_keeps_identical_twins_and_drops_the_less_accurate_of_equal_sizes():
+    from helpers.comparison import pareto_mask
+
+    assert pareto_mask([5, 1, 3, 4, 2], [91, 80, 85, 90, 85]).tolist() == [True, True, False, True, True]
+    assert pareto_mask([2, 2, 3], [88, 90, 89]).tolist() == [False, True, False]
+    assert pareto_mask([3, 1, 3], [92, 80, 92]).tolist() == [True, True, True]  # twins do not dominate each other
+    with pytest.raises(ValueError, match="one length"):
+        pareto_mask([1, 2], [90.0])
+
+
+def test_pareto_front_draws_with_the_front_function_it_is_given():
+    frame = pd.DataFrame({"name": list("abc"), "cost": [1, 2, 3], "test_accuracy": [90, 92, 91]})
+    everything = lambda costs, accuracies: [True] * len(costs)  # noqa: E731
+    assert list(pareto_front(frame, "cost", front=everything)["name"]) == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="one entry per row"):
+        pareto_front(frame, "cost", front=lambda c, a: [True])
+
+
+def test_quantized_zeros_are_not_weights_removed():
+    from helpers.comparison import weights_removed
+
+    quantized = {"stage": "06_quantization", "params": 1000, "params_nonzero": 500}
+    pruned_then_quantized = {"stage": "07_combined", "params": 1000, "params_nonzero": 50}
+    structured = {"stage": "02_l1", "params_nonzero": 250}
+    assert weights_removed(quantized, 1000) == 0.0  # its zeros rounded to 0: still stored, still multiplied
+    assert weights_removed(pruned_then_quantized, 1000) == pytest.approx(0.95)
+    assert weights_removed(structured, 1000) == pytest.approx(0.75)
+
+
+def _compiled(median):
+    return {"batch_1": {"median": median, "q1": median, "q3": median},
+            "batch_256": {"median": median, "q1": median - 0.1, "q3": median + 0.1}}
+
+
+def test_beyond_compiling_says_how_the_file_ran():
+    from helpers.comparison import beyond_compiling
+
+    both = {"speedup_vs_compiled": _compiled(1.2), "compiled": {"speedup_vs_compiled": _compiled(1.6)}}
+    eager = {"speedup_vs_compiled": _compiled(4.5), "compiled": {"not_compiled": "an FX int8 graph"}}
+    base = {"weights_file": "weights/01_baseline.pt", "reference": "weights/01_baseline.pt",
+            "compiled": {"speedup": _compiled(2.0)}}
+    assert beyond_compiling(both) == (_compiled(1.6), "compiled")
+    assert beyond_compiling(eager) == (_compiled(4.5), "eager")
+    assert beyond_compiling(base)[0]["batch_256"]["median"] == 1.0
+    assert beyond_compiling({"speedup": _compiled(2.0)}) == ({}, "") and beyond_compiling(None) == ({}, "")
+
+
+def test_records_frame_reads_the_speedups_against_the_compiled_baseline(results_dir):
+    from helpers.comparison import beyond_compiling_table
+
+    assert beyond_compiling_table(records_frame(results_dir)).empty  # a speed.json of eager timings only
+    (results_dir / "speed.json").write_text(json.dumps([
+        {"weights_file": "weights/01_baseline.pt", "reference": "weights/01_baseline.pt", "speedup": _compiled(1.0),
+         "compiled": {"speedup": _compiled(2.0)}},
+        {"weights_file": "weights/02_l1_r50.pt", "reference": "weights/01_baseline.pt", "speedup": _compiled(3.0),
+         "speedup_vs_compiled": _compiled(1.5), "compiled": {"speedup": _compiled(4.0),
+                                                              "speedup_vs_compiled": _compiled(2.0)}}]))
+    frame = records_frame(results_dir).set_index("name")
+    assert frame.loc["l1_r50", "speedup_vs_compiled_b256"] == 2.0 and frame.loc["l1_r50", "compiled_form"] == "compiled"
+    assert frame.loc["l1_r50", "speedup_compiled_b256"] == 4.0 and frame.loc["baseline again", "speedup_compiled_b256"] == 2.0
+    assert pd.isna(frame.loc["w", "speedup_vs_compiled_b256"])
+    table = beyond_compiling_table(frame.reset_index())
+    assert list(table["name"]) == ["l1_r50"] and table.loc[0, "vs compiled baseline"] == 2.0  # 02's own files only
+
+
+def _front(*rows):
+    return pd.DataFrame([{"name": n, "weights_file": f"weights/{n}.pt", "bytes": b, "val_accuracy": a}
+                         for n, b, a in rows])
+
+
+def _correct(n, wrong, extra_right=()):
+    """n images; the model is wrong on the images in ``wrong`` (and right on ``extra_right`` anyway)."""
+    import torch
+
+    out = torch.ones(n, dtype=torch.bool)
+    out[list(wrong)] = False
+    out[list(extra_right)] = True
+    return out
+
+
+def test_the_walk_keeps_a_dearer_model_only_when_it_wins_by_the_rule():
+    from helpers.comparison import best_within, frontier_walk, walk_sentences
+
+    front = _front(("big", 300, 95.0), ("small", 100, 90.0), ("mid", 200, 90.2))
+    correct = {"weights/small.pt": _correct(1000, range(100)),          # 90.0%
+               "weights/mid.pt": _correct(1000, range(98)),             # 90.2%: +2 images, a tie
+               "weights/big.pt": _correct(1000, range(50))}             # 95.0%: +50 images over small, a win
+    walk = frontier_walk(front, correct, "bytes").set_index("name")
+    assert list(walk.index) == ["small", "mid", "big"]  # cheapest first
+    assert walk["kept"].tolist() == [True, False, True] and walk.loc["mid", "verdict"] == "tie"
+    assert walk.loc["big", "against"] == "small"  # compared with the last model KEPT, not with "mid"
+    assert best_within(walk.reset_index(), "bytes", 250)["name"] == "small"  # a tie keeps the cheaper
+    assert best_within(walk.reset_index(), "bytes", 300)["name"] == "big" and best_within(walk.reset_index(), "bytes", 50) is None
+    lines = walk_sentences(walk.reset_index(), "bytes frontier")
+    assert len(lines) == 2 and "a tie" in lines[0] and "big wins" in lines[1]
+    everything_ties = frontier_walk(front, correct, "bytes", decide=lambda ci, seeds: "tie")
+    assert everything_ties["kept"].tolist() == [True, False, False]
+
+
+def test_the_walk_on_a_speed_axis_starts_from_the_fastest():
+    from helpers.comparison import frontier_walk
+
+    front = _front(("fast", 0, 90.0), ("slow", 0, 95.0)).assign(speed=[5.0, 1.0])
+    correct = {"weights/fast.pt": _correct(1000, range(100)), "weights/slow.pt": _correct(1000, range(50))}
+    walk = frontier_walk(front, correct, "speed", higher_cost_is_better=True)
+    assert list(walk["name"]) == ["fast", "slow"] and walk["kept"].tolist() == [True, True]
+
+
+def test_interval_verdict_is_the_course_rule_on_an_interval_and_seeds():
+    from helpers.comparison import interval_verdict
+
+    assert interval_verdict((0.1, 0.5)) == "a" and interval_verdict((-0.5, -0.1)) == "b"
+    assert interval_verdict((0.0, 0.5)) == "tie" and interval_verdict((-0.1, 0.5)) == "tie"
+    assert interval_verdict((0.1, 0.5), [0.2, -0.1]) == "tie" and interval_verdict((0.1, 0.5), [0.2, 0.0]) == "tie"

@@ -28,3 +28,16 @@ def test_use_returns_the_learners_function_only_once_it_passes(capsys):
     assert ex.use("filter_l1_scores") is reference and ex.in_use("filter_l1_scores") == "the reference"
     w = torch.randn(4, 3, 3, 3)
     assert torch.allclose(right(w), reference(w))
+
+
+def test_a_list_of_numbers_reordered_in_place_is_named():
+    from helpers.exercises.core import Hint, _call
+
+    def sorts_in_place(values):
+        values.sort()
+        return values
+
+    import pytest
+    with pytest.raises(Hint, match="changed its input values"):
+        _call(sorts_in_place, [3.0, 2.0, 1.0])
+    assert _call(lambda values: sorted(values), [3.0, float("nan"), 1.0]) is not None

@@ -8,11 +8,12 @@ from helpers.paths import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "helpers"
 LAYERS = {  # lowest first
-    "core": ["paths", "data", "models", "inputs", "io_utils", "counting", "records"],
+    "core": ["paths", "data", "models", "inputs", "io_utils", "counting", "provenance", "records"],
     "methods": ["pruning", "quantization", "training"],
     "storage": ["storage"],
     "measuring": ["speed", "verdicts", "results", "comparison"],
-    "notebooks": ["artifacts", "plots", "widgets", "live", "exercises", "run_notebooks", "benchmark", "colab"],
+    "notebooks": ["artifacts", "plots", "widgets", "live", "exercises", "run_notebooks", "benchmark", "colab",
+                  "claims"],
 }
 LEVEL = {top: level for level, tops in enumerate(LAYERS.values()) for top in tops}
 NAME = dict(enumerate(LAYERS))

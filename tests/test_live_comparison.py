@@ -90,3 +90,17 @@ def test_draw_returns_one_figure_and_redraws_into_it(results_dir):
 def test_controls_follow_the_contract():
     check_controls(live.CONTROLS)
     assert set(live.CONTROLS) == set(inspect.signature(live.point).parameters) - {"state"}
+
+
+def test_the_front_function_given_to_prepare_draws_the_frontiers(results_dir):
+    calls = []
+
+    def spy(costs, accuracies):
+        from helpers.comparison import pareto_mask
+
+        calls.append(len(costs))
+        return pareto_mask(costs, accuracies)
+
+    state = live.prepare(results_dir=results_dir, front=spy)
+    fig = live.draw(live.point(state, 1.0))
+    assert calls and isinstance(fig, Figure)

@@ -1,5 +1,6 @@
 """Live view of 02: per-block L1 filter pruning equals the direct computation on the same subset."""
 import pytest
+import torch
 
 from helpers.data import Batches
 from helpers.live import filters
@@ -53,3 +54,15 @@ def test_reference_is_02s_fine_tuned_curve(tmp_path):
 def test_draw_returns_one_figure(state):
     result = filters.point(state, **{k: c["value"] for k, c in filters.CONTROLS.items()})
     check_draw(filters, result, filters.reference(REPO_ROOT / "results"))
+
+
+def test_prepare_ranks_with_the_given_scorer(quick_splits):
+    model = small_model()
+    mine = filters.prepare(model, quick_splits, n=N, scorer=lambda w: w.abs().flatten(1).sum(1))
+    default = filters.prepare(model, quick_splits, n=N)
+    assert all(torch.allclose(mine.scores[k], default.scores[k]) for k in default.scores)
+    assert filters.point(mine, 0.5, 0.25, 0.1)["removed_filters"] == \
+        filters.point(default, 0.5, 0.25, 0.1)["removed_filters"]
+    opposite = filters.prepare(model, quick_splits, n=N, scorer=lambda w: -w.abs().flatten(1).sum(1))
+    assert filters.point(opposite, 0.5, 0.0, 0.0)["removed_filters"]["block1"] != \
+        filters.point(default, 0.5, 0.0, 0.0)["removed_filters"]["block1"]

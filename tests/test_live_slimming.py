@@ -59,3 +59,16 @@ def test_reference_is_04s_slim_curve(tmp_path):
 
 def test_draw_returns_one_figure(state):
     check_draw(slimming, slimming.point(state, ratio=0.5), slimming.reference(REPO_ROOT / "results"))
+
+
+def test_the_threshold_function_given_to_prepare_picks_every_moves_channels(quick_splits, state):
+    calls = []
+
+    def halved(gammas, ratio):  # a learner's threshold that is half the reference: fewer channels removed
+        calls.append(ratio)
+        return sl.global_threshold(gammas, ratio) / 2
+
+    mine = slimming.prepare(state.model, quick_splits, n=N, threshold_fn=halved)
+    result, reference = slimming.point(mine, ratio=0.5), slimming.point(state, ratio=0.5)
+    assert calls and result["threshold"] == pytest.approx(reference["threshold"] / 2)
+    assert sum(result["kept_channels"]) > sum(reference["kept_channels"])

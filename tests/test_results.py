@@ -46,7 +46,7 @@ def test_table_skips_quick_records_and_renders_between_markers():
                 "weights_file": "weights/01_a.pt"}]
     speed = {"weights/01_a.pt": _speed_record("weights/01_a.pt", 2.5531, 2.4801, 2.6149)}
     table = results_table(records, speed)
-    assert "| 01 | a | m | 93.50 | 50.0% | 1,000 | 32/float | 2.50 MB | 1.00× (1.00–1.00) " \
+    assert "| 01 | a | m | 93.50 | 0.0% | 1,000 | 32/float | 2.50 MB | – | 1.00× (1.00–1.00) " \
            "| 2.55× (2.48–2.61) |" in table
     assert "| q |" not in table and "unsaved" not in table and "re-measured" not in table
     assert "median (q1–q3) of 15 interleaved rounds" in table and "process_time at 1 thread" in table
@@ -280,16 +280,82 @@ def test_a_sweep_recorder_appends_one_unsaved_record_per_point(tmp_path, random_
     assert (r["target_sparsity"], r["epochs"]) == (0.9, 0)
 
 
-def test_the_table_gains_a_compiled_column_once_the_benchmark_timed_compiled_copies():
-    from helpers.results import results_table
+def _compiled_speed_file():
+    """A speed.json as the benchmark writes it once it times compiled copies: the baseline (its compiled
+    copy against itself eager), a file that compiled, and an FX int8 file that could not be compiled."""
+    spread = lambda m: {"median": m, "q1": m - 0.1, "q3": m + 0.1}  # noqa: E731
+    common = {"reference": "weights/01_baseline.pt", "clock": "process_time", "threads": 1, "rounds": 16,
+              "passes": 4, "sha256": "0" * 64}
+    return [
+        {**common, "weights_file": "weights/01_baseline.pt", "speedup": {"batch_1": spread(1.0), "batch_256": spread(1.0)},
+         "compiled": {"speedup": {"batch_1": spread(1.4), "batch_256": spread(2.0)}, "compile_seconds": 20.0}},
+        {**common, "weights_file": "weights/02_x.pt", "speedup": {"batch_1": spread(2.0), "batch_256": spread(2.0)},
+         "speedup_vs_compiled": {"batch_1": spread(1.4), "batch_256": spread(1.0)},
+         "compiled": {"speedup": {"batch_1": spread(2.6), "batch_256": spread(3.2)},
+                      "speedup_vs_compiled": {"batch_1": spread(1.9), "batch_256": spread(1.6)}, "compile_seconds": 9.0}},
+        {**common, "weights_file": "weights/06_q.int8", "speedup": {"batch_1": spread(1.5), "batch_256": spread(9.0)},
+         "speedup_vs_compiled": {"batch_1": spread(1.1), "batch_256": spread(4.5)},
+         "compiled": {"not_compiled": "an FX int8 graph"}}]
 
-    record = {"stage": "02_l1", "name": "x", "method": "m", "test_accuracy": 93.0, "sparsity": 0.0,
-              "params_nonzero": 10, "weight_bits": 32, "activation_bits": None, "size_bytes": 100,
-              "latency_ms": None, "weights_file": "weights/02_x.pt", "quick": False}
-    spread = {"median": 2.0, "q1": 1.9, "q3": 2.1}
-    timed = {"speedup": {"batch_1": spread, "batch_256": spread}, "reference": "weights/01_baseline.pt",
-             "clock": "process_time", "threads": 1, "rounds": 16, "passes": 4}
-    assert "both compiled" not in results_table([record], {"weights/02_x.pt": timed})
-    compiled = {**timed, "compiled": {"speedup_vs_compiled": {"batch_256": {"median": 1.1, "q1": 1.0, "q3": 1.2}}}}
-    table = results_table([record], {"weights/02_x.pt": compiled})
-    assert "b256, both compiled |" in table and "| 2.00× (1.90–2.10) | 1.10× (1.00–1.20) |" in table
+
+def _crafted_records():
+    rec = lambda stage, name, file, bits, nonzero, **extra: {  # noqa: E731
+        "name": name, "method": name, "test_accuracy": 93.0, "sparsity": 0.4 if bits < 32 else 0.0, "params": 1000,
+        "params_nonzero": nonzero, "weight_bits": bits, "activation_bits": 8 if bits < 32 else None, "size_bytes": 2_000_000,
+        "latency_ms": None, "weights_file": file, "quick": False, "val_accuracy": 93.5, **extra}
+    return {"01_baseline": [rec("01_baseline", "baseline", "weights/01_baseline.pt", 32, 1000, val_accuracy=94.0)],
+            "02_x": [rec("02_x", "x", "weights/02_x.pt", 32, 250, sparse_size_bytes=400_000)],
+            "06_q": [rec("06_q", "q", "weights/06_q.int8", 8, 600)]}
+
+
+def test_the_table_shows_speed_vs_eager_and_vs_compiled_once_the_benchmark_timed_compiled_copies():
+    records = [{"stage": stage, **r} for stage, rs in _crafted_records().items() for r in rs]
+    eager_only = {r["weights_file"]: {k: v for k, v in r.items() if k not in ("compiled", "speedup_vs_compiled")}
+                  for r in _compiled_speed_file()}
+    assert "vs compiled" not in results_table(records, eager_only)  # the committed speed.json of today
+    table = results_table(records, {r["weights_file"]: r for r in _compiled_speed_file()})
+    assert "| b1 vs eager | b256 vs eager | b1 vs compiled | b256 vs compiled |" in table
+    assert "| 02 | x | x | 93.00 | 75.0% | 250 | 32/float | 2.00 MB | 400.0 kB |" in table  # dense and .sparse
+    assert "| 2.00× (1.90–2.10) | 2.00× (1.90–2.10) | 1.90× (1.80–2.00) | 1.60× (1.50–1.70) |" in table  # both compiled
+    assert "| 4.50× (4.40–4.60) † |" in table  # FX int8: eager against the compiled baseline, marked
+    assert "| 01 | baseline |" in table and "| 1.00× (1.00–1.00) | 1.00× (1.00–1.00) |" in table
+    assert "the compiled baseline itself runs 2.00× (1.90–2.10) the eager one at batch 256" in table
+    q_row = next(line for line in table.splitlines() if line.startswith("| 06 | q |"))
+    assert "| 0.0% | 600 |" in q_row  # a quantized model's zeros are not weights removed
+
+
+def test_the_readme_renders_the_compiled_columns_from_a_crafted_speed_json(tmp_path):
+    from helpers.results import update_readme
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    for stage, rs in _crafted_records().items():
+        (tmp_path / "results" / f"{stage}.json").write_text(json.dumps(rs))
+    (tmp_path / "results" / "speed.json").write_text(json.dumps(_compiled_speed_file()))
+    (tmp_path / "README.md").write_text(f"intro\n{README_START}\nold\n{README_END}\n")
+    assert update_readme(root=tmp_path) is False  # regenerated
+    readme = (tmp_path / "README.md").read_text()
+    assert "b256 vs compiled" in readme and "4.50× (4.40–4.60) †" in readme and "**Frontier targets**" in readme
+    assert update_readme(check=True, root=tmp_path) is True
+
+
+def _verdict(question="distillation", verdict="tie", seeds=([91.0, 91.2, 90.9], [90.8, 91.3, 90.7])):
+    return {"notebook": "04", "question": question, "a": "distilled", "b": "plain", "split": "validation",
+            "difference_pp": 0.2, "ci95_pp": [-0.1, 0.5], "p_value": 0.3, "a_only": 30, "b_only": 20, "n": 5000,
+            "seeds_a": seeds[0], "seeds_b": seeds[1], "verdict": verdict, "quick": False}
+
+
+def test_print_verdicts_says_when_there_are_none_and_prints_each_sentence(tmp_path, capsys):
+    from helpers.results import print_verdicts, verdict_sentence
+
+    assert print_verdicts("04", tmp_path) == []
+    assert "holds no verdict of notebook 04 yet: the next FULL run writes them" in capsys.readouterr().out
+    (tmp_path / "verdicts.json").write_text(json.dumps([_verdict(), _verdict("same shape"),
+                                                         {**_verdict("other"), "notebook": "02"}]))
+    assert [r["question"] for r in print_verdicts("04", tmp_path, about="same")] == ["same shape"]
+    out = capsys.readouterr().out
+    assert out.startswith("same shape: a tie (the simpler or cheaper one is kept) — distilled − plain = +0.20 pp")
+    assert "(95% paired interval -0.10 to +0.50" in out and "30 vs 20 discordant of 5,000; seeds +0.20, -0.10, +0.20 pp" in out
+    assert "seeds (validation %): distilled 91.03 ± 0.15 (91.00, 91.20, 90.90)" in out
+    assert len(print_verdicts(None, tmp_path)) == 3
+    assert verdict_sentence(_verdict(seeds=([], []))).count("\n") == 0  # no seeds: one line

@@ -314,6 +314,20 @@ def test_an_in_place_run_regenerates_the_readme_from_the_replaced_notebooks(repo
     assert (rn.REPO_ROOT / "README.md").read_bytes() == real_readme
 
 
+def test_an_in_place_run_warns_of_typed_in_numbers_and_figures_not_from_it(repo_copy, papermill_run, capsys):
+    """What tests/test_claims.py and tests/test_figure_provenance.py will fail on, said at the end of the run."""
+    import nbformat
+
+    typed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("It reaches 93.74% on the test set.")])
+    nbformat.write(typed, repo_copy / "notebooks" / "01_a.ipynb")
+    (repo_copy / "figures").mkdir()
+    (repo_copy / "figures" / "02_plot.png").write_bytes((rn.REPO_ROOT / "figures" / "01_training_curves.png").read_bytes())
+    assert rn.main(["--only", "02", "--in-place"]) == 0  # warnings: the run itself worked
+    err = capsys.readouterr().err
+    assert "WARNING: 01_a.ipynb cell 0: '93.74%' is shown by no output" in err
+    assert "WARNING: 02_plot.png: no provenance" in err
+
+
 def test_a_run_that_replaced_nothing_leaves_the_readme_alone(repo_copy, papermill_run, capsys):
     _, fail = papermill_run
     fail.add("02_b.ipynb")

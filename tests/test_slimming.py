@@ -124,3 +124,64 @@ def test_absorbing_into_the_next_batchnorm_is_exact_away_from_the_border(random_
         conv3_bn = lambda m: m.features.block3.bn(m.features.block3.conv(m.features[:2](m.normalize(x))))
         before, after = conv3_bn(random_model), conv3_bn(small)
     assert torch.allclose(before[..., 1:-1, 1:-1], after[..., 1:-1, 1:-1], atol=1e-4)
+
+
+def test_channels_below_the_threshold_go_and_ties_at_it_go_in_channel_order():
+    values = torch.tensor([0.5, 0.2, 0.2, 0.1, 0.2, 0.9])
+    assert sl.channels_below(values, 0.2, 3).tolist() == [False, True, True, True, False, False]  # ties: first ones
+    assert sl.channels_below(values, 0.35, 4).tolist() == [False, True, True, True, True, False]  # no tie: all below
+    assert not sl.channels_below(torch.zeros(4), 0.0, 0).any()  # nothing to remove: not even exact zeros
+
+
+def _rank_plan(model, ratio, min_channels):
+    """The plan as a stable sort of |γ| makes it (how slimming_plan worked before it took a threshold)."""
+    gammas = st.bn_gamma_abs(model)
+    flat = torch.cat(gammas)
+    removed = torch.zeros(len(flat), dtype=torch.bool)
+    removed[torch.sort(flat, stable=True).indices[:int(round(ratio * len(flat)))]] = True
+    counts, start = [], 0
+    for g in gammas:
+        counts.append(max(int((~removed[start:start + len(g)]).sum()), min_channels))
+        start += len(g)
+    return tuple(counts)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 0.5, 0.7])
+def test_the_threshold_picks_the_same_channels_as_ranking_ties_included(random_model, ratio):
+    with torch.no_grad():
+        for bn in random_model.bn_layers():
+            bn.weight.copy_(torch.round(bn.weight * 4) / 4)  # few distinct |γ|: many ties at every cut
+    plan = sl.slimming_plan(random_model, ratio, 2)
+    assert plan.conv_channels == _rank_plan(random_model, ratio, 2)
+
+
+def test_a_threshold_function_decides_which_channels_go(random_model):
+    calls = []
+
+    def lower_threshold(gammas, ratio):  # a threshold below the reference one: fewer channels go
+        calls.append(ratio)
+        return sl.global_threshold(gammas, ratio) * 0.5
+
+    reference = sl.slimming_plan(random_model, 0.5, 1)
+    plan = sl.slimming_plan(random_model, 0.5, 1, threshold_fn=lower_threshold)
+    assert calls == [0.5] and plan.threshold == pytest.approx(reference.threshold * 0.5)
+    assert sum(plan.conv_channels) > sum(reference.conv_channels)
+    assert sl.slim(random_model, 0.5, 1, threshold_fn=lower_threshold).config.conv_channels == plan.conv_channels
+
+
+def test_the_penalty_hooks_call_the_subgradient_they_are_given(random_model):
+    model, seen = random_model.train(), []
+
+    def doubled(grad, gamma, s):
+        seen.append(len(gamma))
+        return grad + 2 * s * torch.sign(gamma)
+
+    x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
+    torch.manual_seed(0)
+    plain = _gamma_grads(model, x, y)
+    with sl.gamma_l1_penalty(model, 1e-3, subgradient=doubled):
+        torch.manual_seed(0)
+        penalised = _gamma_grads(model, x, y)
+    assert sorted(seen) == sorted(len(bn.weight) for bn in model.bn_layers())  # backward reaches the last block first
+    for bn, g0, g1 in zip(model.bn_layers(), plain, penalised):
+        assert torch.allclose(g1 - g0, 2e-3 * torch.sign(bn.weight.detach()), atol=1e-7)

@@ -192,3 +192,66 @@ def test_layer_ratios_scale_the_conv_ratio_and_use_safe_fc_ratios(random_model):
         st.layer_ratios(random_model, scan, ratios, 93.0, conv_ratio=1.2, max_drop=1.0, conv_scale=[1, 1, 1])
     with pytest.raises(ValueError, match="one factor"):
         st.layer_ratios(random_model, scan, ratios, 93.0, conv_ratio=0.5, max_drop=1.0, conv_scale=[1, 1])
+
+
+def _l1(weight):
+    return weight.abs().flatten(1).sum(1)
+
+
+def test_a_scorer_replaces_the_l1_scores_everywhere_it_ranks(random_model):
+    assert all(torch.equal(a, b) for a, b in zip(st.l1_scores(random_model, _l1).values(),
+                                                 st.l1_scores(random_model).values()))
+    reverse = lambda w: -_l1(w)  # noqa: E731  keeps the LARGEST filters' opposites: the smallest survive
+    plan = st.plan_l1(random_model, 0.5, 0.5, scorer=reverse)
+    lowest = st.conv_filter_l1(random_model)[0].argsort()[:16].sort().values
+    assert torch.equal(plan.conv[0], lowest)
+    assert st.prune_l1(random_model, 0.5, 0.5, scorer=reverse).config == st.prune_l1(random_model, 0.5, 0.5).config
+    seen = []
+
+    def spy(weight):
+        seen.append(tuple(weight.shape))
+        return _l1(weight)
+
+    st.prune_step_by_step(random_model, 0.5, 0.0, steps=2, scorer=spy)
+    assert len(seen) == 2 * 5 and seen[5][0] == 24  # re-scored at every step, the second time the smaller model
+    seen.clear()
+    st.sensitivity_scan(random_model, None, [0.5], evaluate_fn=lambda m, b: 50.0, scorer=spy)
+    assert len(seen) == 5  # scored once, not once per pruned copy
+    seen.clear()
+    st.prune_one_shot(random_model, 0.5, 0.0, scorer=spy)
+    assert len(seen) == 5
+
+
+def test_a_scorer_gets_a_copy_and_must_give_one_score_per_filter(random_model):
+    before = random_model.features.block1.conv.weight.detach().clone()
+    st.l1_scores(random_model, lambda w: w.abs_().flatten(1).sum(1))
+    assert torch.equal(random_model.features.block1.conv.weight, before)
+    with pytest.raises(ValueError, match=r"features.block1.conv: .*shape \(32,\), got \(32, 9\)"):
+        st.l1_scores(random_model, lambda w: w.abs().flatten(2).sum(1))
+
+
+def test_fc1_columns_can_come_from_another_implementation(random_model):
+    def by_hand(kept, spatial):
+        return torch.tensor([c * spatial + i for c in kept.tolist() for i in range(spatial)])
+
+    plan = st.plan_l1(random_model, 0.5, 0.0)
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(st.remove_channels(random_model, plan, columns=by_hand)(x),
+                           st.remove_channels(random_model, plan)(x))
+    with pytest.raises(ValueError, match="fc1 columns: expected 576"):
+        st.remove_channels(random_model, plan, columns=lambda kept, spatial: kept)
+
+
+def test_layer_ratios_can_take_another_safe_ratio_rule(random_model):
+    ratios = [0.25, 0.5, 0.75]
+    scan = {name: [93.0, 92.0, 80.0] for name in st.prunable_structure_names(random_model)}
+    calls = []
+
+    def rule(fc_scan, scan_ratios, reference, max_drop):
+        calls.append((sorted(fc_scan), scan_ratios, reference, max_drop))
+        return {name: 0.75 for name in fc_scan}
+
+    conv, fc = st.layer_ratios(random_model, scan, ratios, 93.0, 0.5, 1.0, [1, 1, 1], fc_cap=[0.5, 0.9], safe=rule)
+    assert calls == [(["classifier.fc1", "classifier.fc2"], ratios, 93.0, 1.0)]  # only the hidden FC layers
+    assert fc == [0.5, 0.75] and conv == [0.5, 0.5, 0.5]

@@ -40,6 +40,7 @@ from .core import (BASELINE_WEIGHTS, REGISTRY, Exercise, Hint, NotImplementedYet
                    exercise)
 from . import nb01_baseline, nb02_filters, nb03_wanda, nb04_slimming  # importing a module registers
 from . import nb05_schedules, nb06_quantization, nb07_storage         # its exercises, in notebook order
+from . import nb08_comparison
 from .nb01_baseline import normalize_reference
 from .nb02_filters import filter_l1_reference
 from .nb03_wanda import im2col_norms_reference, wanda_reference

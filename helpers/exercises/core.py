@@ -90,7 +90,9 @@ def _same(now, saved) -> bool:
         return isinstance(now, dict) and list(now) == list(saved) and all(_same(now[k], saved[k]) for k in saved)
     if isinstance(saved, (list, tuple)):
         return len(now) == len(saved) and all(_same(a, b) for a, b in zip(now, saved))
-    return True  # numbers and strings cannot change in place
+    if isinstance(saved, float) and saved != saved:  # NaN: equal to NaN
+        return isinstance(now, float) and now != now
+    return now == saved  # a number or string inside a list the function reordered in place
 
 
 def _input_names(fn: Callable, n: int) -> list[str]:

@@ -11,7 +11,8 @@ from .core import Hint, _call, _close, _first_diff, _rand, _shape, _tensor, cour
 
 @exercise("gamma_subgradient", "04", "grad + s·sign(γ): the L1 penalty on BatchNorm γ added to the loss gradient",
           slimming.gamma_subgradient, (slimming.gamma_subgradient, slimming.add_gamma_l1_hooks),
-          hints=("grad, gamma: (C,) tensors; s: float; d/dγ s|γ| = s·sign(γ), and 0 at γ = 0",))
+          hints=("grad, gamma: (C,) float tensors; s: float >= 0; returns a new (C,) tensor of grad's dtype",
+                 "the subgradient of s·|γ| at γ = 0 is taken as 0; grad and gamma are left unchanged"))
 def _check_gamma(fn):
     """Small cases (γ = 0, an all-zero γ, s = 0) and block2's γ; L2 penalty, missing grad, |γ| and
     a push at γ = 0 are named."""
@@ -23,8 +24,13 @@ def _check_gamma(fn):
              (_rand(64, seed=13) * 1e-3, gamma_model, 1e-4, f"γ of features.block2.bn of {source}, s = 1e-4")]
     for grad, gamma, s, case in cases:
         ref = slimming.gamma_subgradient(grad, gamma, s)
-        out = _tensor(_call(fn, grad, gamma, s, case=case))
+        raw = _call(fn, grad, gamma, s, case=case)
+        out = _tensor(raw)
         _shape(out, grad.shape, why=" (one value per channel)")
+        if not isinstance(raw, torch.Tensor) or raw.dtype != grad.dtype:
+            got = f"a {type(raw).__name__}" if not isinstance(raw, torch.Tensor) else f"dtype {raw.dtype}"
+            raise Hint(f"autograd takes your result as γ's gradient: return a torch tensor of grad's dtype "
+                       f"({grad.dtype}), got {got} ({case})")
         if _close(out, ref, atol=1e-9):
             continue
         if _close(out, s * torch.sign(gamma), atol=1e-9):
@@ -42,10 +48,6 @@ def _check_gamma(fn):
     return f"matches on small cases (γ = 0, an all-zero γ, s = 0) and on block2 γ of {source}"
 
 
-@exercise("global_threshold", "04", "the |γ| below which the lowest ratio of ALL channels lie (midpoint)",
-          slimming.global_threshold, (slimming.global_threshold,),
-          hints=("gammas: list of (C_l,) tensors, one per BN layer; ratio in [0, 1)",
-                 "n = round(ratio · total); sort all |γ|; threshold = (v[n-1] + v[n]) / 2; 0.0 when n = 0"))
 def _midpoint(values: torch.Tensor, n: int) -> float:
     """(v[n-1] + v[n]) / 2 of the sorted ``values`` (0.0 for n = 0; NaN where an index is out of range)."""
     if n == 0:
@@ -74,8 +76,9 @@ def _threshold_mistake(t: float, gammas: list, ratio: float) -> str:
 
 @exercise("global_threshold", "04", "the |γ| below which the lowest ratio of ALL channels lie (midpoint)",
           slimming.global_threshold, (slimming.global_threshold,),
-          hints=("gammas: list of (C_l,) tensors, one per BN layer; ratio in [0, 1)",
-                 "n = round(ratio · total); sort all |γ|; threshold = (v[n-1] + v[n]) / 2; 0.0 when n = 0"))
+          hints=("gammas: list of (C_l,) float tensors, one per BatchNorm, signs either way; ratio in [0, 1)",
+                 "returns a Python float: the midpoint between the largest removed and the smallest kept |γ| "
+                 "when round(ratio · total) channels go; 0.0 when none go"))
 def _check_threshold(fn):
     """Ratios 0.3, 0.55 (round ≠ floor), 0, 0.9 (one channel kept) on 10 γ, |γ| tied at the cut, a
     one-channel layer, and the model's γ: the named mistake, else how many |γ| lie below."""

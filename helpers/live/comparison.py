@@ -5,16 +5,18 @@ accuracy, in percentage points: choosing on validation keeps the test set for re
 models' test accuracy is reported). Records without ``val_accuracy`` cannot be chosen. "Fastest"
 is the largest batch-256 speed-up of ``results/speed.json`` where that file exists (matched by
 ``weights_file``), else the lowest ``latency_b256_ms``. No model is run; ``model`` and ``splits`` of
-``prepare`` are unused.
+``prepare`` are unused. The frontiers drawn come from ``front`` (08 passes ``use("pareto_front", ...)``:
+the learner's function once it passes its check).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
-from ..comparison import baseline_accuracy, frontier_plot, records_frame, within_budget
+from ..comparison import baseline_accuracy, frontier_plot, pareto_mask, records_frame, within_budget
 from ..paths import REPO_ROOT
 from ..records import read_speed
 from . import figure_axes
@@ -32,6 +34,7 @@ class State:
     frame: pd.DataFrame
     baseline_test: float
     baseline_val: float | None
+    front: Callable = pareto_mask  # (costs, accuracies) -> bool mask of the Pareto front
 
 
 def speedups(results_dir) -> dict[str, float]:
@@ -63,9 +66,10 @@ def selection_frame(frame: pd.DataFrame, speedup: dict[str, float] | None = None
     return frame, baseline_test, baseline_val
 
 
-def prepare(model=None, splits=None, results_dir=REPO_ROOT / "results") -> State:
-    """The records of ``results_dir`` (and its speed-ups) ready for budget queries."""
-    return State(*selection_frame(records_frame(Path(results_dir)), speedups(results_dir)))
+def prepare(model=None, splits=None, results_dir=REPO_ROOT / "results", front: Callable = pareto_mask) -> State:
+    """The records of ``results_dir`` (and its speed-ups) ready for budget queries; ``front`` draws
+    the frontiers."""
+    return State(*selection_frame(records_frame(Path(results_dir)), speedups(results_dir)), front)
 
 
 def _describe(row) -> dict | None:
@@ -106,7 +110,7 @@ def point(state: State, max_loss_pp: float = 1.0) -> dict:
             "smallest_test_accuracy": smallest["test_accuracy"] if smallest else None,
             "fastest_name": fastest["name"] if fastest else None,
             "fastest_test_accuracy": fastest["test_accuracy"] if fastest else None,
-            "smallest": smallest, "fastest": fastest, "frame": state.frame}
+            "smallest": smallest, "fastest": fastest, "frame": state.frame, "front": state.front}
 
 
 def reference(results_dir=REPO_ROOT / "results") -> pd.DataFrame:
@@ -127,7 +131,7 @@ def draw(result: dict, reference: pd.DataFrame = None, fig=None):
                                  (ax_time, "fastest", "latency_b256_ms", "latency b256 (ms, log)")):
         chosen = names[key]
         highlight = None if chosen is None else frame.loc[chosen["row"]]
-        frontier_plot(frame, cost, label, log_x=True, ax=ax, highlight=highlight)
+        frontier_plot(frame, cost, label, log_x=True, ax=ax, highlight=highlight, front=result.get("front", pareto_mask))
         text = "none" if chosen is None else (f"{chosen['name']} ({chosen['accuracy_loss_pp']:+.2f} pp lost on "
                                                f"validation, test {chosen['test_accuracy']:.2f}%)")
         ax.set_title(f"{key} within {result['max_loss_pp']:.2f} pp: {text}", fontsize=9)

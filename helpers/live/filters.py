@@ -3,12 +3,14 @@
 Each move removes the given share of lowest-Σ|W| filters from every conv block (and, fixed, the share
 of hidden FC units of 02's chosen model) with ``helpers.pruning.structured``: a genuinely smaller
 model, whose parameters, MACs (``count_macs``) and accuracy on the fixed validation subset are
-measured. The reference is 02's committed curve: the same kind of models after fine-tuning.
+measured. The reference is 02's committed curve: the same kind of models after fine-tuning. The
+filters are ranked by ``prepare``'s ``scorer`` (the learner's ``filter_l1_scores`` once it passes its
+check, see ``helpers.exercises.use``), Σ|W| when it is None.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -39,22 +41,23 @@ class FiltersState:
     images: Tensor
     labels: Tensor
     fc_ratios: tuple[float, ...]
-    scores: dict[str, Tensor]  # Σ|W| of every filter/unit of the model (st.l1_scores)
+    scores: dict[str, Tensor]  # Σ|W| (or the scorer's score) of every filter/unit of the model (st.l1_scores)
     base_params: int
     base_macs: int
     base_accuracy: float
 
 
 def prepare(model: FashionCNN, splits, fc_ratios: Sequence[float] = CHOSEN_FC_RATIOS,
-            n: int = VAL_IMAGES) -> FiltersState:
-    """The state of the live view: ``model`` in eval mode, the first ``n`` validation images."""
+            n: int = VAL_IMAGES, scorer: Callable[[Tensor], Tensor] | None = None) -> FiltersState:
+    """The state of the live view: ``model`` in eval mode, the first ``n`` validation images, every
+    filter's score by ``scorer(weight)`` (Σ|W| when None)."""
     if len(model.config.conv_channels) != len(BLOCKS):
         raise ValueError(f"the live view has one control per conv block ({len(BLOCKS)}); "
                          f"the model has {len(model.config.conv_channels)}")
     model = model.eval()
     fc = tuple(st.expand_ratios(fc_ratios, len(model.config.fc_features), "FC"))
     images, labels = val_subset(splits, n)
-    return FiltersState(model, images, labels, fc, st.l1_scores(model), count_parameters(model),
+    return FiltersState(model, images, labels, fc, st.l1_scores(model, scorer), count_parameters(model),
                         count_macs(model), val_accuracy(model, images, labels))
 
 

@@ -5,10 +5,13 @@ keeps at least ``min_channels``, 04's ``MIN_CHANNELS``) with ``helpers.pruning.s
 measures the genuinely smaller model on the fixed validation subset. ``prepare`` takes any
 ``FashionCNN``; the notebook passes its sparsity-trained model, on which small |γ| mark channels
 that carry little. The reference is 04's committed curve (``slim_rXX``), fine-tuned after removal.
+The threshold comes from ``threshold_fn`` (04 passes ``use("global_threshold", ...)``: the learner's
+function once it passes its check), so the learner's threshold picks the channels each move removes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -40,21 +43,23 @@ class SlimmingState:
     gammas: tuple[Tensor, ...]  # |γ| per conv block
     base_params: int
     base_accuracy: float
+    threshold_fn: Callable = sl.global_threshold  # (|γ| per block, ratio) -> the global threshold
 
 
 def prepare(model: FashionCNN, splits, min_channels: int = MIN_CHANNELS, absorb: bool = False,
-            n: int = VAL_IMAGES) -> SlimmingState:
-    """The state of the live view: ``model`` in eval mode, its |γ|, the first ``n`` validation images."""
+            n: int = VAL_IMAGES, threshold_fn: Callable = sl.global_threshold) -> SlimmingState:
+    """The state of the live view: ``model`` in eval mode, its |γ|, the first ``n`` validation images,
+    and the threshold function every move uses (``global_threshold`` or a learner's)."""
     model = model.eval()
     sl.slimming_plan(model, 0.0, min_channels)  # checks min_channels against the model
     images, labels = val_subset(splits, n)
     return SlimmingState(model, images, labels, int(min_channels), bool(absorb), tuple(st.bn_gamma_abs(model)),
-                         count_parameters(model), val_accuracy(model, images, labels))
+                         count_parameters(model), val_accuracy(model, images, labels), threshold_fn)
 
 
 def point(state: SlimmingState, ratio: float) -> dict:
     """Slim a copy at the global channel share ``ratio`` and measure it; the state is untouched."""
-    plan = sl.slimming_plan(state.model, float(ratio), state.min_channels)
+    plan = sl.slimming_plan(state.model, float(ratio), state.min_channels, state.threshold_fn)
     source = sl.absorb_removed_channels(state.model, plan.keep) if state.absorb else state.model
     slimmed = st.remove_channels(source, plan.keep).eval()  # = sl.slim(model, ratio, ...), plan reused
     params = count_parameters(slimmed)

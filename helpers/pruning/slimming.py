@@ -3,9 +3,10 @@
 1. **Sparsity training.** Train with ``loss + s·Σ|γ|``. Its subgradient ``s·sign(γ)`` is added to
    every γ's gradient by a tensor hook on the γ parameters (``gamma_l1_penalty``), so it works with
    any training loop, ``helpers.training.fit`` included, without touching it.
-2. **Global threshold.** All |γ| of all conv blocks are ranked together; the lowest ``ratio`` of them
-   are removed (the threshold is that percentile of |γ|), but every layer keeps at least
-   ``min_channels`` channels (its largest |γ|).
+2. **Global threshold.** All |γ| of all conv blocks are ranked together; the channels whose |γ| lies
+   below the threshold (the midpoint under the lowest ``ratio`` of them) are removed, but every layer
+   keeps at least ``min_channels`` channels (its largest |γ|). The threshold function is an argument
+   (``threshold_fn``), so a learner's ``global_threshold`` can pick the channels.
 3. **Removal** through the shared surgery of ``structured.remove_channels``: a genuinely smaller
    model. Optionally (``absorb=True``) the constant a removed channel still emits, ReLU(β), is
    first folded into the next layer (see ``absorb_removed_channels``).
@@ -15,7 +16,7 @@ from __future__ import annotations
 import copy
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -38,24 +39,25 @@ def gamma_subgradient(grad: Tensor, gamma: Tensor, s: float) -> Tensor:
     return grad + s * torch.sign(gamma)
 
 
-def add_gamma_l1_hooks(model: FashionCNN, s: float) -> list:
+def add_gamma_l1_hooks(model: FashionCNN, s: float, subgradient: Callable = gamma_subgradient) -> list:
     """Add ``s·sign(γ)`` to the gradient of every BatchNorm γ in ``model``; returns the hook handles.
 
     The hook runs during ``backward`` (before the optimizer step), so any optimizer sees the
     penalised gradient of ``loss + s·Σ|γ|``. Remove the hooks with ``handle.remove()``.
+    ``subgradient(grad, gamma, s)`` computes it (``gamma_subgradient``, or a learner's own).
     """
     s = check_penalty(s)
     handles = []
     for bn in model.bn_layers():
         gamma = bn.weight
-        handles.append(gamma.register_hook(lambda grad, g=gamma: gamma_subgradient(grad, g.detach(), s)))
+        handles.append(gamma.register_hook(lambda grad, g=gamma: subgradient(grad, g.detach(), s)))
     return handles
 
 
 @contextmanager
-def gamma_l1_penalty(model: FashionCNN, s: float) -> Iterator[list]:
+def gamma_l1_penalty(model: FashionCNN, s: float, subgradient: Callable = gamma_subgradient) -> Iterator[list]:
     """``with gamma_l1_penalty(model, s): fit(model, ...)``: sparsity training, hooks removed after."""
-    handles = add_gamma_l1_hooks(model, s)
+    handles = add_gamma_l1_hooks(model, s, subgradient)
     try:
         yield handles
     finally:
@@ -95,8 +97,19 @@ def global_threshold(gammas: list[Tensor], ratio: float) -> float:
     return float((values[n_remove - 1] + values[n_remove]) / 2)
 
 
-def slimming_plan(model: FashionCNN, ratio: float, min_channels: int = 1) -> SlimmingPlan:
-    """Remove the globally lowest ``ratio`` of |γ| (all conv blocks ranked together), keeping at
+def channels_below(values: Tensor, threshold: float, n_remove: int) -> Tensor:
+    """Which of ``values`` (all |γ|, flat) go: every one below ``threshold``, then, where |γ| ties
+    exactly at it, the first in channel order until ``n_remove`` are gone (bool, one per channel)."""
+    removed = values < threshold
+    ties = torch.nonzero(values == threshold).flatten()[:max(n_remove - int(removed.sum()), 0)]
+    removed[ties] = True
+    return removed
+
+
+def slimming_plan(model: FashionCNN, ratio: float, min_channels: int = 1,
+                  threshold_fn: Callable = global_threshold) -> SlimmingPlan:
+    """Remove the channels whose |γ| lies below ``threshold_fn(|γ| per block, ratio)`` (all conv
+    blocks ranked together: ``global_threshold`` removes the lowest ``ratio`` of them), keeping at
     least ``min_channels`` per layer; hidden FC units are left alone.
 
     ``min_channels=0`` allows no floor: then a ratio that would empty a layer is a ValueError.
@@ -108,10 +121,8 @@ def slimming_plan(model: FashionCNN, ratio: float, min_channels: int = 1) -> Sli
         raise ValueError(f"min_channels must be an integer in [0, {min(widths)}] (the narrowest "
                          f"layer), got {min_channels!r}")
     flat = torch.cat(gammas)
-    n_remove = int(round(ratio * len(flat)))
-    order = torch.sort(flat, stable=True).indices
-    removed = torch.zeros(len(flat), dtype=torch.bool)
-    removed[order[:n_remove]] = True
+    threshold = float(threshold_fn([g.clone() for g in gammas], ratio))
+    removed = channels_below(flat, threshold, int(round(ratio * len(flat))))
     keeps, start = [], 0
     for name, g, width in zip(conv_layer_names(model), gammas, widths):
         survivors = torch.nonzero(~removed[start:start + width]).flatten()
@@ -124,7 +135,7 @@ def slimming_plan(model: FashionCNN, ratio: float, min_channels: int = 1) -> Sli
         keeps.append(survivors)
     plan = KeepPlan(tuple(keeps), tuple(torch.arange(f) for f in model.config.fc_features))
     removed_fraction = 1 - sum(plan.conv_channels) / sum(widths)
-    return SlimmingPlan(plan, global_threshold(gammas, ratio), ratio, removed_fraction)
+    return SlimmingPlan(plan, threshold, ratio, removed_fraction)
 
 
 # ---------------------------------------------------------------------------------- removal
@@ -160,8 +171,9 @@ def absorb_removed_channels(model: FashionCNN, plan: KeepPlan) -> FashionCNN:
     return model
 
 
-def slim(model: FashionCNN, ratio: float, min_channels: int = 1, absorb: bool = False) -> FashionCNN:
-    """Network-slimming channel removal: a genuinely smaller copy of ``model``."""
-    plan = slimming_plan(model, ratio, min_channels).keep
+def slim(model: FashionCNN, ratio: float, min_channels: int = 1, absorb: bool = False,
+         threshold_fn: Callable = global_threshold) -> FashionCNN:
+    """Network-slimming channel removal: a genuinely smaller copy of ``model`` (``slimming_plan``)."""
+    plan = slimming_plan(model, ratio, min_channels, threshold_fn).keep
     source = absorb_removed_channels(model, plan) if absorb else model
     return remove_channels(source, plan)

@@ -6,6 +6,9 @@ Scores (which filters/units matter):
 - ``fc_row_l1``: Σ|W| of each row (hidden unit) of a hidden fully connected layer,
 - ``bn_gamma_abs``: |γ| of each BatchNorm channel (Network Slimming, see ``slimming.py``).
 
+Every scoring step takes an optional ``scorer(weight) -> one score per output filter/unit`` (a
+learner's function from notebook 02's exercise, checked first), Σ|W| when it is None.
+
 Surgery (one mechanism, ``remove_channels``): from *keep indices* per conv layer and per hidden FC
 layer it builds a genuinely smaller ``FashionCNN`` with ``build_model(smaller CNNConfig)`` and copies
 the kept weights into it:
@@ -75,9 +78,28 @@ def bn_gamma_abs(model: FashionCNN) -> list[Tensor]:
     return [bn.weight.detach().abs().cpu() for bn in model.bn_layers()]
 
 
-def l1_scores(model: FashionCNN) -> dict[str, Tensor]:
-    """Name -> L1 score of each filter (conv) or unit (hidden FC), for every prunable layer."""
-    return dict(zip(prunable_structure_names(model), conv_filter_l1(model) + fc_row_l1(model)))
+Scorer = Callable[[Tensor], Tensor]  # a layer's weight -> one score per output filter/unit
+
+
+def l1_scores(model: FashionCNN, scorer: Scorer | None = None) -> dict[str, Tensor]:
+    """Name -> L1 score of each filter (conv) or unit (hidden FC), for every prunable layer.
+
+    ``scorer(weight)`` computes the scores instead of Σ|W| (it gets a copy of each weight); a
+    result that is not one number per filter/unit is a ValueError naming the layer.
+    """
+    names = prunable_structure_names(model)
+    if scorer is None:
+        return dict(zip(names, conv_filter_l1(model) + fc_row_l1(model)))
+    scores = {}
+    for name in names:
+        weight = model.get_submodule(name).weight.detach()
+        with torch.no_grad():
+            score = torch.as_tensor(scorer(weight.clone())).detach().cpu().float()
+        if tuple(score.shape) != (len(weight),):
+            raise ValueError(f"{name}: the scorer must give one score per output filter/unit, shape "
+                             f"({len(weight)},), got {tuple(score.shape)}")
+        scores[name] = score
+    return scores
 
 
 # ------------------------------------------------------------------------------ ratios and keeps
@@ -165,10 +187,12 @@ def counts_for_ratios(model: FashionCNN, conv_ratios: RatioSpec, fc_ratios: Rati
     return counts[:len(conv_r)], counts[len(conv_r):]
 
 
-def plan_l1(model: FashionCNN, conv_ratios: RatioSpec, fc_ratios: RatioSpec = 0.0) -> KeepPlan:
-    """The L1-norm plan: in each layer, remove the given fraction of lowest-Σ|W| filters/units."""
+def plan_l1(model: FashionCNN, conv_ratios: RatioSpec, fc_ratios: RatioSpec = 0.0,
+            scorer: Scorer | None = None) -> KeepPlan:
+    """The L1-norm plan: in each layer, remove the given fraction of lowest-Σ|W| filters/units
+    (lowest ``scorer`` scores when given)."""
     conv_counts, fc_counts = counts_for_ratios(model, conv_ratios, fc_ratios)
-    return plan_from_counts(model, conv_counts, fc_counts)
+    return plan_from_counts(model, conv_counts, fc_counts, l1_scores(model, scorer))
 
 
 # -------------------------------------------------------------------------------------- surgery
@@ -194,13 +218,15 @@ def _as_index(keep, width: int, layer: str) -> Tensor:
 
 @torch.no_grad()
 def remove_channels(model: FashionCNN, conv_keep: Sequence | KeepPlan,
-                    fc_keep: Sequence | None = None) -> FashionCNN:
+                    fc_keep: Sequence | None = None, columns: Callable | None = None) -> FashionCNN:
     """A genuinely smaller copy of ``model`` that keeps only the given filters and hidden units.
 
     ``conv_keep``: per conv layer the indices of the output filters to keep (``None``: all), or a
     ``KeepPlan``; ``fc_keep``: per hidden FC layer the units to keep (``None``/omitted: all). The
     classifier's output units are always kept. The copy is built by ``build_model`` at the smaller
     ``CNNConfig`` and is on the same device and in the same train/eval mode as ``model``.
+    ``columns(kept_channels, spatial)`` gives the fc1 input columns of the last conv's kept channels
+    (default ``fc1_columns``; notebook 02's exercise passes the learner's).
     """
     if isinstance(conv_keep, KeepPlan):
         conv_keep, fc_keep = conv_keep.conv, conv_keep.fc
@@ -220,7 +246,7 @@ def remove_channels(model: FashionCNN, conv_keep: Sequence | KeepPlan,
     new = build_model(new_config).to(device)
     new.normalize.load_state_dict(model.normalize.state_dict())
     _copy_conv_blocks(model, new, conv_idx)
-    _copy_classifier(model, new, conv_idx[-1], fc_idx)
+    _copy_classifier(model, new, conv_idx[-1], fc_idx, columns or fc1_columns)
     return new.train(model.training)
 
 
@@ -243,8 +269,12 @@ def fc1_columns(kept_channels: Tensor, spatial: int) -> Tensor:
     return (kept[:, None] * spatial + torch.arange(spatial)).flatten()
 
 
-def _copy_classifier(old: FashionCNN, new: FashionCNN, last_conv_idx: Tensor, fc_idx: list[Tensor]) -> None:
-    in_idx = fc1_columns(last_conv_idx, old.config.feature_map_size ** 2)
+def _copy_classifier(old: FashionCNN, new: FashionCNN, last_conv_idx: Tensor, fc_idx: list[Tensor],
+                     columns: Callable = fc1_columns) -> None:
+    in_idx = torch.as_tensor(columns(last_conv_idx.clone(), old.config.feature_map_size ** 2)).long().flatten()
+    if len(in_idx) != new.linear_layers()[0].in_features:
+        raise ValueError(f"fc1 columns: expected {new.linear_layers()[0].in_features} "
+                         f"({old.config.feature_map_size ** 2} per kept channel), got {len(in_idx)}")
     old_fcs, new_fcs = old.linear_layers(), new.linear_layers()
     out_indices = fc_idx + [torch.arange(old.config.num_classes)]  # output units are never pruned
     for old_fc, new_fc, out_idx in zip(old_fcs, new_fcs, out_indices):
@@ -254,9 +284,11 @@ def _copy_classifier(old: FashionCNN, new: FashionCNN, last_conv_idx: Tensor, fc
         in_idx = out_idx
 
 
-def prune_l1(model: FashionCNN, conv_ratios: RatioSpec, fc_ratios: RatioSpec = 0.0) -> FashionCNN:
-    """L1-norm filter (and hidden-unit) pruning with real removal: a smaller copy of ``model``."""
-    return remove_channels(model, plan_l1(model, conv_ratios, fc_ratios))
+def prune_l1(model: FashionCNN, conv_ratios: RatioSpec, fc_ratios: RatioSpec = 0.0,
+             scorer: Scorer | None = None) -> FashionCNN:
+    """L1-norm filter (and hidden-unit) pruning with real removal: a smaller copy of ``model``
+    (scored by ``scorer`` instead of Σ|W| when given)."""
+    return remove_channels(model, plan_l1(model, conv_ratios, fc_ratios, scorer))
 
 
 def prune_to_counts(model: FashionCNN, conv_counts: Sequence[int], fc_counts: Sequence[int] | None = None,
@@ -268,7 +300,7 @@ def prune_to_counts(model: FashionCNN, conv_counts: Sequence[int], fc_counts: Se
 # ------------------------------------------------------------------------ sensitivity and ratios
 @torch.no_grad()
 def sensitivity_scan(model: FashionCNN, batches, ratios: Sequence[float],
-                     evaluate_fn: Callable | None = None) -> dict[str, list[float]]:
+                     evaluate_fn: Callable | None = None, scorer: Scorer | None = None) -> dict[str, list[float]]:
     """Accuracy (percent) after pruning *one* layer at a time by each ratio, without fine-tuning.
 
     Use the validation split for ``batches``: the scan chooses the per-layer ratios.
@@ -280,13 +312,15 @@ def sensitivity_scan(model: FashionCNN, batches, ratios: Sequence[float],
     ratios = [check_ratio(r, "scan ratio") for r in ratios]
     n_conv = len(model.config.conv_channels)
     zeros = [0.0] * (n_conv + len(model.config.fc_features))
+    scores = l1_scores(model, scorer)  # scored once: every pruned copy starts from the same model
     scan = {}
     for i, name in enumerate(prunable_structure_names(model)):
         scan[name] = []
         for ratio in ratios:
             layer_ratios = zeros.copy()
             layer_ratios[i] = ratio
-            pruned = prune_l1(model, layer_ratios[:n_conv], layer_ratios[n_conv:]).eval()
+            pruned = prune_to_counts(model, *counts_for_ratios(model, layer_ratios[:n_conv], layer_ratios[n_conv:]),
+                                     scores=scores).eval()
             scan[name].append(float(evaluate_fn(pruned, batches)))
     return scan
 
@@ -315,12 +349,13 @@ def most_sensitive(scan: dict[str, list[float]], names: Sequence[str]) -> str:
 
 def layer_ratios(model: FashionCNN, scan: dict[str, list[float]], scan_ratios: Sequence[float],
                  reference: float, conv_ratio: float, max_drop: float, conv_scale: Sequence[float],
-                 fc_cap: Sequence[float] | None = None) -> tuple[list[float], list[float]]:
+                 fc_cap: Sequence[float] | None = None, safe: Callable | None = None
+                 ) -> tuple[list[float], list[float]]:
     """(conv ratios, FC ratios) of one point of the pruning curve.
 
     Conv layer *k* loses ``conv_scale[k] * conv_ratio`` of its filters; hidden FC layer *k* loses
     its largest *safe* ratio in the sensitivity scan (validation drop within ``max_drop`` points,
-    see ``ratios_from_sensitivity``), at most ``fc_cap[k]`` (default: no cap).
+    see ``ratios_from_sensitivity``, or ``safe`` with its arguments), at most ``fc_cap[k]`` (default: no cap).
     """
     conv_ratio = check_ratio(conv_ratio, "conv ratio")
     convs, fcs = conv_layer_names(model), hidden_fc_names(model)
@@ -329,8 +364,9 @@ def layer_ratios(model: FashionCNN, scan: dict[str, list[float]], scan_ratios: S
     caps = [check_ratio(c, "FC cap") for c in (fc_cap if fc_cap is not None else [0.99] * len(fcs))]
     if len(caps) != len(fcs):
         raise ValueError(f"fc_cap needs one ratio per hidden FC layer ({len(fcs)}), got {len(caps)}")
-    safe = ratios_from_sensitivity({n: scan[n] for n in fcs}, scan_ratios, reference, max_drop)
-    return [conv_ratio * f for f in conv_scale], [min(safe[name], cap) for name, cap in zip(fcs, caps)]
+    safe_fn = safe or ratios_from_sensitivity
+    safe_ratios = safe_fn({n: list(scan[n]) for n in fcs}, list(scan_ratios), reference, max_drop)
+    return [conv_ratio * f for f in conv_scale], [min(float(safe_ratios[name]), cap) for name, cap in zip(fcs, caps)]
 
 
 def step_fractions(steps: int) -> list[float]:
@@ -353,24 +389,25 @@ def step_counts(model: FashionCNN, conv_ratios: RatioSpec, fc_ratios: RatioSpec,
 
 
 def prune_step_by_step(model: FashionCNN, conv_ratios: RatioSpec, fc_ratios: RatioSpec, steps: int,
-                       between: Callable[[FashionCNN, int], object] | None = None) -> FashionCNN:
-    """Remove the final ratios in ``steps`` equal steps, re-scoring (L1) the current model each step.
+                       between: Callable[[FashionCNN, int], object] | None = None,
+                       scorer: Scorer | None = None) -> FashionCNN:
+    """Remove the final ratios in ``steps`` equal steps, re-scoring (L1, or ``scorer``) the current model each step.
 
     ``between(model, step)`` (e.g. one short fine-tune) runs after every step, the last included,
     so the total fine-tuning budget is ``steps`` calls of it. Returns the final, smaller model.
     """
     current = model
     for step, (conv_counts, fc_counts) in enumerate(step_counts(model, conv_ratios, fc_ratios, steps)):
-        current = prune_to_counts(current, conv_counts, fc_counts)
+        current = prune_to_counts(current, conv_counts, fc_counts, l1_scores(current, scorer))
         if between is not None:
             between(current, step)
     return current
 
 
 def prune_one_shot(model: FashionCNN, conv_ratios: RatioSpec, fc_ratios: RatioSpec,
-                   after: Callable[[FashionCNN], object] | None = None) -> FashionCNN:
-    """Remove the final ratios at once (L1), then ``after(model)`` (e.g. the whole fine-tune)."""
-    pruned = prune_l1(model, conv_ratios, fc_ratios)
+                   after: Callable[[FashionCNN], object] | None = None, scorer: Scorer | None = None) -> FashionCNN:
+    """Remove the final ratios at once (L1, or ``scorer``), then ``after(model)`` (e.g. the whole fine-tune)."""
+    pruned = prune_l1(model, conv_ratios, fc_ratios, scorer)
     if after is not None:
         after(pruned)
     return pruned
