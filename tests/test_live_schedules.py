@@ -64,3 +64,22 @@ def test_reference_holds_05s_runs(tmp_path):
 
 def test_draw_returns_one_figure(state):
     check_draw(schedules, schedules.point(state, target=0.95, step=6), schedules.reference(REPO_ROOT / "results"))
+
+
+def _learners_linear(step, T, final, initial=0.0):  # a learner's (wrong) schedule, defined outside helpers
+    return initial + (final - initial) * (1.0 if T <= 0 else min(max(step / T, 0.0), 1.0))
+
+
+def _learners_cubic(step, T, final, initial=0.0):
+    return final + (initial - final) * (1 - (1.0 if T <= 0 else min(max(step / T, 0.0), 1.0))) ** 3
+
+
+def test_the_trajectory_follows_the_learners_agp(quick_splits, state):
+    theirs = schedules.prepare(small_model(), quick_splits, n=N, agp=_learners_cubic)
+    ours, mine = schedules.point(state, 0.9, 5), schedules.point(theirs, 0.9, 5)
+    assert mine["trajectory"] == pytest.approx(ours["trajectory"]) and mine["val_accuracy"] == ours["val_accuracy"]
+    assert (ours["agp"], mine["agp"]) == ("the course's", "yours")
+    assert schedules.trajectory(0.9, agp=_learners_linear) == pytest.approx(
+        [0.9 * k / schedules.PRUNE_STEPS for k in range(schedules.PRUNE_STEPS + 1)])
+    curve = dict(schedules.point(schedules.prepare(small_model(), quick_splits, n=N, agp=_learners_linear), 0.9, 5)["curve"])
+    assert curve[0.0] == 0.0 and max(curve.values()) == pytest.approx(0.9)

@@ -94,3 +94,14 @@ def test_model_wide_global_masks_keep_dense_layers_and_hit_the_model_sparsity(ra
     assert sparsity(pruned) == pytest.approx(0.95, abs=1e-6)
     with pytest.raises(ValueError, match="may be pruned"):
         magnitude_mask_maker(["classifier.fc3"], "global")(random_model, 0.5)
+
+
+def test_an_agp_schedule_runs_on_the_curve_it_is_given():
+    def halfway(t, T, final, initial=0.0):  # a learner's curve: jumps to the target half way
+        return final if t >= T / 2 else initial
+
+    given = PruningSchedule("agp", 0.8, epochs=2, prune_steps=4, prune_epochs=2, agp=halfway)
+    assert [s for _, s in given.events(10)] == [0.0, 0.0, 0.8, 0.8, 0.8]
+    assert given == PruningSchedule("agp", 0.8, epochs=2, prune_steps=4, prune_epochs=2)  # the curve is no field
+    assert PruningSchedule("linear", 0.8, epochs=2, prune_steps=4, agp=halfway).sparsity_at(0.5) == pytest.approx(0.4)
+    assert isinstance(PruningSchedule("agp", 0.8, epochs=2, agp=lambda *a: 1).sparsity_at(1), float)

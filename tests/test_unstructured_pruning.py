@@ -9,9 +9,10 @@ from torch import nn
 from helpers import save
 from helpers.data import Batches
 from helpers.models import prunable_layers
-from helpers.pruning.unstructured import (MaskKeeper, fold_masks, input_norms, masked_fine_tune,
-                                          nm_mask, prune_model, row_mask, select_layers,
-                                          wanda_scores)
+from helpers.pruning.sweeps import removed_weights, sensitivity_scan
+from helpers.pruning.unstructured import (COURSE, Implementation, MaskKeeper, fold_masks, input_norms, is_learners,
+                                          masked_fine_tune, masked_fine_tune_seeds, nm_mask, prune_model,
+                                          prune_per_layer, row_mask, select_layers, wanda_scores)
 
 
 @pytest.fixture(scope="module")
@@ -292,3 +293,107 @@ def test_masks_from_zeros_recover_the_masks_of_a_pruned_model(random_model, cali
     recovered = masks_from_zeros(pruned, "inner")
     assert recovered.keys() == masks.keys()
     assert all(torch.equal(recovered[name], masks[name].to(recovered[name].device)) for name in masks)
+
+
+# --------------------------------------------------------------------------- a learner's functions (Implementation)
+def _my_wanda(weight, norms):  # written as a learner would, not through the course's code
+    return weight.abs() * norms.reshape(1, *weight.shape[1:])
+
+
+def _my_im2col(x, k, p):
+    return torch.nn.functional.unfold(x, k, padding=p).pow(2).sum(dim=(0, 2)).div(len(x)).sqrt()
+
+
+def _my_row_mask(scores, s):
+    rows = scores.reshape(len(scores), -1)
+    lowest = rows.argsort(dim=1, stable=True)[:, :int(s * rows.shape[1])]
+    keep = torch.ones_like(rows, dtype=torch.bool)
+    keep[torch.arange(len(rows))[:, None].expand_as(lowest), lowest] = False
+    return keep.reshape(scores.shape)
+
+
+def _my_nm_mask(scores, n, m):
+    groups = scores.reshape(-1, m)
+    return _my_row_mask(groups, (m - n) / m + 1e-9).reshape(scores.shape)
+
+
+def _my_global(weights, s):
+    flat = torch.cat([w.abs().flatten() for w in weights.values()])
+    keep = _my_row_mask(flat[None], s)[0]
+    return dict(zip(weights, (part.reshape(w.shape) for part, w in zip(keep.split([w.numel() for w in weights.values()]),
+                                                                         weights.values()))))
+
+
+LEARNERS = Implementation(wanda_scores=_my_wanda, im2col_input_norms=_my_im2col, row_mask=_my_row_mask,
+                          nm_mask=_my_nm_mask, global_masks=_my_global)
+
+
+@pytest.mark.parametrize("spec", [dict(method="wanda", sparsity=0.7, layers="inner", sequential=True),
+                                  dict(method="wanda", sparsity=0.5, layers="inner", sequential=False),
+                                  dict(method="wanda", nm=(2, 4), layers=["features.block2.conv", "classifier.fc1"]),
+                                  dict(method="magnitude", nm=(1, 4), layers=["features.block3.conv"]),
+                                  dict(method="magnitude", sparsity=0.8, group="global", layers="inner")])
+def test_a_learners_functions_prune_exactly_as_the_courses(random_model, calibration, spec):
+    course, course_masks = prune_model(random_model, calibration=calibration, **spec)
+    theirs, their_masks = prune_model(random_model, calibration=calibration, impl=LEARNERS, **spec)
+    assert all(torch.equal(course_masks[n], their_masks[n]) for n in course_masks)
+    assert all(torch.equal(a, b) for a, b in zip(course.state_dict().values(), theirs.state_dict().values()))
+
+
+def test_the_learners_functions_are_the_ones_that_run(random_model, calibration):
+    calls = []
+
+    def spy_row_mask(scores, s):
+        calls.append(tuple(scores.shape))
+        return _my_row_mask(scores, s)
+
+    prune_model(random_model, "magnitude", 0.5, layers="inner", impl=Implementation(row_mask=spy_row_mask))
+    assert calls == [tuple(m.weight.shape) for m in select_layers(random_model, "inner").values()]
+    wrong = Implementation(wanda_scores=lambda w, n: w.abs())  # a wrong scorer changes the masks
+    assert not torch.equal(prune_model(random_model, "wanda", 0.5, calibration=calibration, sequential=False)[1]
+                           ["features.block2.conv"],
+                           prune_model(random_model, "wanda", 0.5, calibration=calibration, sequential=False,
+                                       impl=wrong)[1]["features.block2.conv"])
+
+
+def test_implementation_says_which_functions_are_the_learners():
+    from helpers import exercises as ex
+
+    assert COURSE.describe() == "the course's own functions"
+    mixed = Implementation(wanda_scores=_my_wanda, row_mask=ex.REGISTRY["row_mask"].reference)
+    assert is_learners(_my_wanda) and not is_learners(row_mask) and not is_learners(None)
+    assert mixed.describe() == "yours: wanda_scores · the reference: row_mask"
+    assert LEARNERS.describe() == "yours: wanda_scores, im2col_input_norms, row_mask, nm_mask, global_masks"
+
+
+def test_prune_per_layer_removes_floor_s_n_smallest_of_each_named_layer(random_model):
+    pruned, masks = prune_per_layer(random_model, {"classifier.fc2": 0.73, "features.block2.conv": 0.0})
+    assert list(masks) == ["classifier.fc2"]
+    weight = random_model.classifier.fc2.weight.detach()
+    assert int((~masks["classifier.fc2"]).sum()) == int(0.73 * weight.numel())
+    assert weight.abs()[~masks["classifier.fc2"]].max() <= weight.abs()[masks["classifier.fc2"]].min()
+    assert torch.equal(pruned.features.block2.conv.weight, random_model.features.block2.conv.weight)
+
+
+def test_sensitivity_scan_prunes_one_layer_at_a_time(random_model):
+    def zeros(model):
+        return float(sum(int((m.weight == 0).sum()) for m in prunable_layers(model).values()))
+
+    scan = sensitivity_scan(random_model, [0.9, 0.5], zeros, layers=["features.block2.conv", "classifier.fc3"])
+    assert list(scan) == ["features.block2.conv", "classifier.fc3"]
+    for name, row in scan.items():
+        n = dict(random_model.named_modules())[name].weight.numel()
+        assert list(row) == [0.0, 0.5, 0.9] and row[0.0] == 0.0
+        assert row[0.9] == int(0.9 * n) and row[0.5] == int(0.5 * n)
+    assert removed_weights({"a": 10, "b": 7}, {"a": 0.46, "b": 0.5}) == 4 + 3
+
+
+def test_seeded_fine_tunes_repeat_per_seed_and_keep_the_masks(random_model, quick_splits):
+    pruned, masks = prune_model(random_model, "magnitude", 0.8, layers="inner")
+    score = lambda m: m.classifier.fc1.weight.detach().abs().sum().item()  # noqa: E731 - any function of the weights
+    batches_for = lambda seed: Batches(quick_splits.train.head(64), 32, shuffle=True, augment=True, seed=seed)  # noqa
+    first = masked_fine_tune_seeds(pruned, masks, [1, 2], batches_for, score, epochs=1)
+    again = masked_fine_tune_seeds(pruned, masks, [1], batches_for, score, epochs=1)
+    assert len(first) == 2 and first[0] == again[0] and first[0] != first[1]
+    assert torch.equal(pruned.classifier.fc1.weight, prune_model(random_model, "magnitude", 0.8, layers="inner")[0]
+                       .classifier.fc1.weight)  # the start is left alone

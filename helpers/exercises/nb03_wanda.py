@@ -53,6 +53,10 @@ def _check_wanda(fn):
             raise Hint(f"the scores are |W| alone (magnitude): multiply each weight by its input's norm ||X_j|| ({case})")
         if _close(out.abs(), ref, rtol=1e-4):
             raise Hint(f"scores must be non-negative: use |W|, not W ({case})")
+        for power, what in ((2, "its square ||X_j||² (a sum of squares, not a norm)"), (0.5, "its square root")):
+            if n.ne(n.pow(power)).any() and _close(out, wanda_reference(weight, n.pow(power)), rtol=1e-4):
+                raise Hint(f"you multiplied |W| by {what}: input_norms already holds the norm "
+                           f"||X_j|| = sqrt(mean over images of Σ x_j²); multiply by it as it is ({case})")
         if rows.shape[0] == rows.shape[1] and _close(out, (rows.abs() * n[:, None]).reshape(weight.shape), rtol=1e-4):
             raise Hint(f"you scaled row i by input_norms[i]; the norm belongs to input COLUMN j: "
                        f"rows.abs() * input_norms[None, :] ({case})")

@@ -1,15 +1,19 @@
-"""Notebook 05 (one-shot vs gradual): the cubic AGP schedule, and global magnitude masks.
+"""Notebook 05 (one-shot vs gradual): the cubic AGP schedule, global magnitude masks, and a decision:
+per-layer sparsities that reach a model-wide target with the least loss of validation accuracy.
 
 The ``*_reference`` functions carry no docstring: ``solution(name)`` prints their source as it is.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import Tensor
 
-from ..pruning import schedules, unstructured
+from ..data import load_splits
+from ..live import block1_output, val_accuracy, val_accuracy_from_block1
+from ..pruning import schedules, sweeps, unstructured
 from . import masks
 from .core import Hint, _call, _mask, _rand, _weight, course_model, exercise
 
@@ -135,3 +139,124 @@ def _check_global_masks(fn):
                        f" — all layers' |w| ranked in one sequence, layer after layer in the dict's order ({case})")
     return f"removes exactly the smallest |w| over all layers (round ≠ floor, ties, s = 0), on small cases and on " \
            f"three layers of {source}"
+
+
+# --------------------------------------------------------------------------- a decision: per-layer sparsities
+SCAN_SPARSITIES = (0.5, 0.8, 0.9, 0.95, 0.98)  # the checker's sensitivity scan (0.0 = dense is added)
+DECISION_TARGETS = (0.8, 0.9)                  # model-wide sparsities the answer is graded at
+DECISION_MARGIN_PP = 2.0                       # the bar: the reference's validation accuracy minus this
+DECISION_IMAGES = 500                          # validation images the checker measures on
+
+
+def layer_sparsities_reference(sizes: dict, scan: dict, target: float) -> dict:
+    chosen = {name: 0.0 for name in sizes}
+    need = int(target * sum(sizes.values()))             # weights to remove, all layers together
+    while sum(int(chosen[n] * sizes[n]) for n in sizes) < need:
+        steps = []  # each layer's next step up its scan: (accuracy lost per weight removed, layer, sparsity)
+        for name, s in chosen.items():
+            higher = [t for t in scan[name] if t > s]
+            if higher:
+                t = min(higher)
+                steps.append(((scan[name][s] - scan[name][t]) / ((t - s) * sizes[name]), name, t))
+        if not steps:
+            raise ValueError(f"the scan's sparsities cannot reach {target}")
+        _, name, chosen[name] = min(steps)               # the cheapest step first
+    return chosen
+
+
+@functools.lru_cache(maxsize=1)
+def _decision_setup():
+    """(model, source, sizes, scan, score): the course model, its layers' weight counts, its sensitivity
+    scan, and ``score(model)`` = validation accuracy on the first ``DECISION_IMAGES`` images (computed once)."""
+    model, source = course_model()
+    try:
+        images, labels = load_splits(quick=True).val.head(DECISION_IMAGES).as_float()
+    except FileNotFoundError as err:
+        raise Hint(f"this exercise is graded on Fashion-MNIST's validation split, which could not be loaded: {err}")
+    first, hidden = model.features.block1.conv.weight.detach().clone(), block1_output(model, images)
+
+    def score(pruned) -> float:  # the first conv unchanged: start from its cached output (same result)
+        if torch.equal(pruned.features.block1.conv.weight, first):
+            return val_accuracy_from_block1(pruned, hidden, labels)
+        return val_accuracy(pruned, images, labels)
+
+    sizes = {name: layer.weight.numel() for name, layer in unstructured.select_layers(model, "all").items()}
+    return model, source, sizes, sweeps.sensitivity_scan(model, SCAN_SPARSITIES, score), score
+
+
+def decision_inputs() -> tuple[dict, dict]:
+    """``(sizes, scan)`` the ``layer_sparsities`` checker hands the learner's function: the weight count of
+    every prunable layer of the course model, and its sensitivity scan on the first ``DECISION_IMAGES``
+    validation images (``{layer: {sparsity: accuracy %}}``, each layer pruned alone by magnitude)."""
+    _, _, sizes, scan, _ = _decision_setup()
+    return dict(sizes), {name: dict(row) for name, row in scan.items()}
+
+
+def _choice(out, sizes: dict, case: str) -> dict:
+    """The learner's answer as {layer: float sparsity}; a Hint on a missing layer or a value outside [0, 1)."""
+    if not isinstance(out, dict):
+        raise Hint(f"return a dict {{layer name: sparsity}}, got {type(out).__name__} ({case})")
+    missing, unknown = [n for n in sizes if n not in out], [n for n in out if n not in sizes]
+    if missing or unknown:
+        raise Hint(f"return a sparsity for EVERY layer of sizes (0.0 keeps one dense): missing {missing}"
+                   + (f", unknown {unknown}" if unknown else "") + f" ({case})")
+    chosen = {}
+    for name in sizes:
+        try:
+            chosen[name] = float(out[name])
+        except (TypeError, ValueError):
+            raise Hint(f"the sparsity of {name} must be a number, got {type(out[name]).__name__} ({case})") from None
+        if not 0.0 <= chosen[name] < 1.0:
+            raise Hint(f"the sparsity of {name} must lie in [0, 1) (a fraction: 0.9 removes 90% of the layer), "
+                       f"got {chosen[name]:g} ({case})")
+    return chosen
+
+
+def _accuracy_hint(chosen: dict, sizes: dict, scan: dict, got: float, ref: float, case: str) -> str:
+    """Why an answer falls below the bar: the uniform choice, or the layer its scan says costs most."""
+    bar, total = ref - DECISION_MARGIN_PP, sum(sizes.values())
+    head = (f"your choice keeps {got:.1f}% validation accuracy; the bar is {bar:.1f}% (the reference's "
+            f"{ref:.1f}% − {DECISION_MARGIN_PP:g} pp) ({case})")
+    if len(set(chosen.values())) == 1:
+        return (f"{head} — every layer at the same sparsity is the uniform choice: layers differ in how much "
+                "they can lose; read the scan and take more from those that hardly notice")
+    nearest = {n: min(scan[n], key=lambda t: abs(t - chosen[n])) for n in sizes}
+    worst = min((n for n in sizes if chosen[n] > 0), key=lambda n: scan[n][nearest[n]])
+    alone, largest = scan[worst][nearest[worst]], max(sizes, key=sizes.get)
+    if alone < bar:
+        return (f"{head} — by the scan, {worst} pruned alone to {nearest[worst]:g} already falls to {alone:.1f}%; "
+                "keep the layers whose scan falls early denser and take more from those that hardly notice "
+                f"({largest} holds {sizes[largest] / total:.0%} of the weights)")
+    return (f"{head} — no layer alone falls below the bar at your sparsities (the lowest, {worst} near "
+            f"{nearest[worst]:g}, keeps {alone:.1f}%), but together the cuts add up: take less from the layers "
+            "near the steep end of their scan, and more from those whose scan stays flat")
+
+
+@exercise("layer_sparsities", "05", "a decision: per-layer sparsities reaching a model-wide target with the least "
+          "loss of validation accuracy", layer_sparsities_reference,
+          (sweeps.sensitivity_scan, sweeps.removed_weights, unstructured.prune_per_layer),
+          hints=("layer_sparsities(sizes, scan, target) -> {layer: sparsity in [0, 1)}",
+                 "layer l loses floor(s_l · n_l) weights; together at least floor(target · N)"))
+def _check_layer_sparsities(fn):
+    """At 80% and 90% of all weights: every layer given a sparsity in [0, 1), at least floor(target·N)
+    weights removed (a layer loses floor(s·n)), and the validation accuracy of the course model pruned so
+    (magnitude per layer, no fine-tuning) within ``DECISION_MARGIN_PP`` of the reference's greedy choice."""
+    model, source, sizes, scan, score = _decision_setup()
+    total, lines = sum(sizes.values()), []
+    for target in DECISION_TARGETS:
+        case = f"target {target} of the {total:,} weights of {source}"
+        chosen = _choice(_call(fn, sizes, scan, target, case=case), sizes, case)
+        need, removed = int(target * total), sweeps.removed_weights(sizes, chosen)
+        if removed < need:
+            counted = sum(chosen[n] * sizes[n] for n in sizes) >= target * total - 1e-6
+            raise Hint(f"your sparsities remove {removed:,} weights; the target needs floor({target}·{total:,}) = "
+                       f"{need:,} ({need - removed:,} short)"
+                       + (" — you counted s·n, but a layer loses floor(s·n) weights" if counted else "")
+                       + f" ({case})")
+        got = score(unstructured.prune_per_layer(model, chosen)[0])
+        ref = score(unstructured.prune_per_layer(model, layer_sparsities_reference(sizes, scan, target))[0])
+        if got < ref - DECISION_MARGIN_PP:
+            raise Hint(_accuracy_hint(chosen, sizes, scan, got, ref, case))
+        lines.append(f"{got:.1f}% at {removed / total:.1%} (reference {ref:.1f}%)")
+    return (f"reaches {' and '.join(f'{t:.0%}' for t in DECISION_TARGETS)} sparsity keeping " + "; ".join(lines)
+            + f" on {DECISION_IMAGES} validation images, {source}, magnitude per layer, no fine-tuning")

@@ -6,13 +6,14 @@ one at step 0). At the chosen step, the model-wide global mask of 05's ranking (
 on validation; magnitude as the alternative; first conv and last layer dense) at sparsity ``s_k`` is
 applied **one-shot to the loaded model**, and its per-layer sparsities and accuracy on the fixed
 validation subset are measured. In the real run the weights also train between events, so the
-reference curves (05's committed runs, fine-tuned) lie above the live point.
+reference curves (05's committed runs, fine-tuned) lie above the live point. ``prepare(..., agp=fn)``
+draws the trajectory with a learner's ``agp_sparsity`` once it passed its check.
 """
 from __future__ import annotations
 
 import copy
-
 from dataclasses import dataclass
+from typing import Callable
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 from ..counting import layer_sparsity, sparsity as model_sparsity
 from ..pruning.schedules import PruningSchedule
 from ..pruning.ranking import GlobalRanking
-from ..pruning.unstructured import apply_masks, global_ranking
+from ..pruning.unstructured import apply_masks, global_ranking, is_learners
 from . import VAL_IMAGES, mark_live_point, read_records, val_accuracy, val_subset
 
 STAGE = "05_schedules"
@@ -48,24 +49,26 @@ class SchedulesState:
     labels: Tensor
     rankings: dict[str, GlobalRanking]
     base_accuracy: float
+    agp: Callable | None = None  # the AGP curve (t, T, final, initial) -> sparsity; None: cubic_sparsity
 
 
-def prepare(model: nn.Module, splits, n: int = VAL_IMAGES) -> SchedulesState:
-    """The state of the live view: ``model`` in eval mode, its rankings, the first ``n`` validation images."""
+def prepare(model: nn.Module, splits, n: int = VAL_IMAGES, agp: Callable | None = None) -> SchedulesState:
+    """The state of the live view: ``model`` in eval mode, its rankings, the first ``n`` validation
+    images; ``agp``: the AGP curve the trajectory follows (a learner's ``agp_sparsity``; None: the course's)."""
     model = model.eval()
     images, labels = val_subset(splits, n)
     rankings = {score: global_ranking(model, score, LAYERS, model_wide=True) for score in SCORES}
-    return SchedulesState(model, images, labels, rankings, val_accuracy(model, images, labels))
+    return SchedulesState(model, images, labels, rankings, val_accuracy(model, images, labels), agp)
 
 
-def agp_schedule(target: float, steps: int = PRUNE_STEPS) -> PruningSchedule:
-    """AGP to ``target`` in ``steps`` events, one per time unit (event k at time k)."""
-    return PruningSchedule("agp", float(target), epochs=steps, prune_steps=steps, prune_epochs=steps)
+def agp_schedule(target: float, steps: int = PRUNE_STEPS, agp: Callable | None = None) -> PruningSchedule:
+    """AGP to ``target`` in ``steps`` events, one per time unit (event k at time k), on the curve ``agp``."""
+    return PruningSchedule("agp", float(target), epochs=steps, prune_steps=steps, prune_epochs=steps, agp=agp)
 
 
-def trajectory(target: float, steps: int = PRUNE_STEPS) -> list[float]:
-    """The sparsity after each pruning event 0..steps of the AGP schedule."""
-    return [s for _, s in agp_schedule(target, steps).events(steps_per_epoch=1)]
+def trajectory(target: float, steps: int = PRUNE_STEPS, agp: Callable | None = None) -> list[float]:
+    """The sparsity after each pruning event 0..steps of the AGP schedule (on the curve ``agp``)."""
+    return [s for _, s in agp_schedule(target, steps, agp).events(steps_per_epoch=1)]
 
 
 def point(state: SchedulesState, target: float, step: int, score: str = "lamp") -> dict:
@@ -74,7 +77,8 @@ def point(state: SchedulesState, target: float, step: int, score: str = "lamp") 
         raise ValueError(f"score must be one of {list(state.rankings)}, got {score!r}")
     if isinstance(step, bool) or int(step) != step or not 0 <= step <= PRUNE_STEPS:
         raise ValueError(f"step must be an integer from 0 to {PRUNE_STEPS}, got {step!r}")
-    path = trajectory(target)
+    schedule = agp_schedule(target, agp=state.agp)
+    path = [s for _, s in schedule.events(steps_per_epoch=1)]
     reached = path[int(step)]
     pruned = apply_masks(copy.deepcopy(state.model).eval(), state.rankings[score].masks(reached))
     per_layer = layer_sparsity(pruned)
@@ -82,7 +86,8 @@ def point(state: SchedulesState, target: float, step: int, score: str = "lamp") 
     return {
         "val_accuracy": accuracy, "target": float(target), "step": int(step), "steps": PRUNE_STEPS,
         "score": score, "scheduled_sparsity": reached, "sparsity": model_sparsity(pruned),
-        "trajectory": path, "layer_sparsity": per_layer,
+        "trajectory": path, "layer_sparsity": per_layer, "agp": "yours" if is_learners(state.agp) else "the course's",
+        "curve": [(t, schedule.sparsity_at(t)) for t in torch.linspace(0, PRUNE_STEPS, 121).tolist()],
         "base_val_accuracy": state.base_accuracy, "images": len(state.labels),
         "summary": (f"step {int(step)}/{PRUNE_STEPS}: sparsity {reached:.1%} of target {float(target):.0%} · "
                     f"{score} mask one-shot, no fine-tuning"),
@@ -117,9 +122,10 @@ def draw(result: dict, reference: pd.DataFrame | None = None, fig=None):
     fig.clear()
     ax_t, ax_l, ax_a = fig.subplots(1, 3)
     steps, path = result["steps"], result["trajectory"]
-    schedule = agp_schedule(result["target"], steps)
-    grid = torch.linspace(0, steps, 121).tolist()
-    ax_t.plot(grid, [schedule.sparsity_at(t) for t in grid], color="C0", lw=1, label="AGP (cubic)")
+    curve = result.get("curve") or [(t, agp_schedule(result["target"], steps).sparsity_at(t))
+                                    for t in torch.linspace(0, steps, 121).tolist()]
+    ax_t.plot(*zip(*curve), color="C0", lw=1, label="AGP (your agp_sparsity)" if result.get("agp") == "yours"
+              else "AGP (cubic)")
     ax_t.plot(range(steps + 1), path, "o", color="C0", ms=4, label="pruning events")
     ax_t.plot(result["step"], result["scheduled_sparsity"], "o", ms=13, mfc="none", mec="C3", mew=2.5,
               label=f"step {result['step']}: {result['scheduled_sparsity']:.1%}")

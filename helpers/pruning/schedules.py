@@ -46,6 +46,8 @@ class PruningSchedule:
 
     ``kind``: ``"oneshot"`` (prune to ``target`` before training, then fine-tune), ``"linear"`` or
     ``"agp"`` (``prune_steps`` events evenly over the first ``prune_epochs`` epochs, then fine-tune).
+    ``agp``: the AGP curve ``(t, T, final, initial) -> sparsity`` (default ``cubic_sparsity``; a learner's
+    ``agp_sparsity`` once it passed its check).
     """
 
     kind: str
@@ -54,6 +56,7 @@ class PruningSchedule:
     prune_steps: int = 1
     prune_epochs: float | None = None  # default: half of the epochs (gradual), 0 (one-shot)
     initial: float = 0.0
+    agp: Callable[[float, float, float, float], float] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if self.kind not in SCHEDULES:
@@ -81,8 +84,8 @@ class PruningSchedule:
         """The schedule's sparsity at time ``epoch`` (continuous curve)."""
         if self.kind == "oneshot":
             return self.target
-        curve = linear_sparsity if self.kind == "linear" else cubic_sparsity
-        return curve(epoch, self.prune_epochs, self.target, self.initial)
+        curve = linear_sparsity if self.kind == "linear" else self.agp or cubic_sparsity
+        return float(curve(epoch, self.prune_epochs, self.target, self.initial))
 
     def events(self, steps_per_epoch: int) -> list[tuple[int, float]]:
         """``(optimizer step, sparsity)`` of every pruning event; step 0 is before training."""

@@ -21,10 +21,15 @@ Comparison groups: ``"row"`` removes exactly ``floor(s * fan_in)`` weights from 
 ``floor(s * total)`` weights over all chosen layers ranked together. N:M keeps at most N weights in
 every group of M consecutive inputs (for a conv: M consecutive input channels at one kernel position,
 the layout of NVIDIA's 2:4 sparse tensor cores).
+
+Every step that is an exercise of notebook 03 or 05 (Wanda's scores, the im2col input norms, the per-row
+and N:M masks, the global ranking) can run through a learner's function instead of the course's: pass an
+``Implementation`` (``helpers.exercises.use`` hands out the learner's function once it passes its check).
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, fields
 from typing import Callable, Iterable, Mapping
 
 import torch
@@ -82,6 +87,36 @@ def _rows(weight: Tensor) -> Tensor:
     return weight.reshape(weight.shape[0], -1)
 
 
+def is_learners(fn: Callable | None) -> bool:
+    """Whether ``fn`` is a learner's function (defined outside ``helpers``, e.g. in a notebook)."""
+    return fn is not None and not str(getattr(fn, "__module__", "")).startswith("helpers.")
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """The functions pruning runs through, by exercise name: None = the course's own; else a function
+    with the exercise's signature: a learner's once it passed its check, or the exercise's reference
+    (``helpers.exercises.use`` hands out the one or the other)."""
+
+    wanda_scores: Callable[[Tensor, Tensor], Tensor] | None = None          # (weight, input_norms) -> scores
+    im2col_input_norms: Callable[[Tensor, int, int], Tensor] | None = None  # (x, kernel_size, padding) -> norms
+    row_mask: Callable[[Tensor, float], Tensor] | None = None               # (scores, sparsity) -> keep-mask
+    nm_mask: Callable[[Tensor, int, int], Tensor] | None = None             # ((out, in) scores, n, m) -> keep-mask
+    global_masks: Callable[[dict, float], dict] | None = None               # ({name: scores}, sparsity) -> masks
+
+    def describe(self) -> str:
+        """Whose functions run the steps that were set, e.g. ``"yours: wanda_scores · the reference: row_mask"``
+        (the other steps run the course's own code)."""
+        given = [f.name for f in fields(self) if getattr(self, f.name) is not None]
+        yours = [name for name in given if is_learners(getattr(self, name))]
+        reference = [name for name in given if name not in yours]
+        parts = [f"{who}: {', '.join(names)}" for who, names in (("yours", yours), ("the reference", reference)) if names]
+        return " · ".join(parts) or "the course's own functions"
+
+
+COURSE = Implementation()  # every step the course's own
+
+
 # --------------------------------------------------------------------------- activation statistics
 def unfold_conv_input(conv: nn.Conv2d, x: Tensor) -> Tensor:
     """im2col of ``x`` for ``conv``: (N, C_in*k*k, L), rows in the order of ``weight.view(C_out, -1)``."""
@@ -92,9 +127,20 @@ def unfold_conv_input(conv: nn.Conv2d, x: Tensor) -> Tensor:
     return F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride)
 
 
-def input_sq_sums(layer: nn.Module, x: Tensor) -> Tensor:
-    """Sum over the batch (and patch positions) of the squared inputs of each weight column j."""
+def _plain_conv(conv: nn.Conv2d) -> bool:
+    """A conv whose im2col is ``F.unfold(x, k, padding=p)``: square kernel, stride and dilation 1."""
+    k, p = conv.kernel_size, conv.padding
+    return (k[0] == k[1] and not isinstance(p, str) and p[0] == p[1] and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros")
+
+
+def input_sq_sums(layer: nn.Module, x: Tensor, conv_norms: Callable | None = None) -> Tensor:
+    """Sum over the batch (and patch positions) of the squared inputs of each weight column j.
+
+    ``conv_norms(x, kernel_size, padding)``: a learner's im2col input norms, used for plain convs."""
     x = x.detach().float()
+    if isinstance(layer, nn.Conv2d) and conv_norms is not None and _plain_conv(layer):
+        return conv_norms(x.clone(), layer.kernel_size[0], layer.padding[0]).double().pow(2).mul(len(x)).float()
     if isinstance(layer, nn.Conv2d):
         return unfold_conv_input(layer, x).pow(2).sum(dim=(0, 2))
     if isinstance(layer, nn.Linear):
@@ -108,11 +154,12 @@ class _StopForward(Exception):
 
 @torch.no_grad()
 def input_norms(model: nn.Module, layers: Mapping[str, nn.Module], calibration,
-                batch_size: int = 256) -> dict[str, Tensor]:
+                batch_size: int = 256, conv_norms: Callable | None = None) -> dict[str, Tensor]:
     """``sqrt(mean over images ||x_j||^2)`` per weight column of each layer, by forward hooks.
 
     ``calibration``: images (tensor) or an iterable of batches. The model runs in eval mode; the
-    result for a conv has length ``C_in*k*k``, for a Linear ``in_features``.
+    result for a conv has length ``C_in*k*k``, for a Linear ``in_features``. ``conv_norms``: see
+    ``input_sq_sums``.
     """
     check_finite(model.state_dict(), "the model")
     batches = image_batches(calibration, batch_size, "Wanda calibration")
@@ -121,7 +168,7 @@ def input_norms(model: nn.Module, layers: Mapping[str, nn.Module], calibration,
 
     def hook_for(name):
         def hook(module, inputs, output):
-            s = input_sq_sums(module, inputs[0])
+            s = input_sq_sums(module, inputs[0], conv_norms)
             sums[name] = s if sums[name] is None else sums[name] + s
             seen.add(name)
             if len(seen) == len(sums):  # every hooked layer has its input: skip the rest
@@ -170,17 +217,26 @@ def lamp_scores(layer: nn.Module) -> Tensor:
     return scores.reshape(layer.weight.shape)
 
 
-def wanda_scores(layer: nn.Module, norms: Tensor) -> Tensor:
-    """``|W_ij| * ||X_j||``, in the weight's shape (conv: norms indexed by the (C_in, k, k) column)."""
+def wanda_scores(layer: nn.Module, norms: Tensor, scorer: Callable | None = None) -> Tensor:
+    """``|W_ij| * ||X_j||``, in the weight's shape (conv: norms indexed by the (C_in, k, k) column).
+
+    ``scorer(weight, input_norms)``: a learner's function computing the same (on a copy of the weight)."""
     weight = layer.weight.detach()
     if norms.numel() != _rows(weight).shape[1]:
         raise ValueError(f"{norms.numel()} input norms for a layer with fan-in {_rows(weight).shape[1]}")
+    if scorer is not None:
+        return torch.as_tensor(scorer(weight.clone(), norms.to(weight.device).clone())).to(weight.device)
     return (_rows(weight).abs() * norms.to(weight.device)[None, :]).reshape(weight.shape)
 
 
 def _lowest(scores: Tensor, k: int, dim: int) -> Tensor:
     """Indices of the ``k`` lowest scores along ``dim`` (ties broken by position, stable)."""
     return torch.sort(scores, dim=dim, stable=True).indices.narrow(dim, 0, k)
+
+
+def _learners_mask(out, like: Tensor) -> Tensor:
+    """A learner's mask (tensor, array or 0/1 values) as a bool tensor on ``like``'s device."""
+    return torch.as_tensor(out).bool().to(like.device)
 
 
 def row_mask(scores: Tensor, sparsity: float) -> Tensor:
@@ -213,36 +269,47 @@ def global_masks(scores: Mapping[str, Tensor], sparsity: float, total: int | Non
     return GlobalRanking.of(scores, total).masks(sparsity)
 
 
-def nm_mask(scores: Tensor, n: int, m: int) -> Tensor:
+def nm_mask(scores: Tensor, n: int, m: int, rows_mask: Callable | None = None) -> Tensor:
     """Keep the ``n`` highest of every ``m`` consecutive inputs of each output row.
 
     Linear: groups along ``in_features``. Conv2d (4-D scores): groups of ``m`` consecutive input
     channels at the same kernel position (channels-last, as NVIDIA's ASP does for sparse tensor
-    cores). The input dimension must be divisible by ``m``.
+    cores). The input dimension must be divisible by ``m``. ``rows_mask((rows, C_in) scores, n, m)``:
+    a learner's N:M mask of 2-D scores, used instead of the course's on that channels-last view.
     """
     n, m = check_nm(n, m)
     grouped = scores.permute(0, 2, 3, 1) if scores.ndim == 4 else scores  # (out, kh, kw, C_in)
     if grouped.shape[-1] % m:
         raise ValueError(f"N:M needs the input dimension ({grouped.shape[-1]}) divisible by M={m}; "
                          "keep such a layer dense (e.g. the first conv with one input channel)")
-    groups = grouped.reshape(-1, m)
-    mask = torch.ones_like(groups, dtype=torch.bool)
-    mask.scatter_(1, _lowest(groups, m - n, 1), False)
-    mask = mask.reshape(grouped.shape)
+    if rows_mask is not None:
+        mask = _learners_mask(rows_mask(grouped.reshape(-1, grouped.shape[-1]).clone(), n, m), scores)
+    else:
+        groups = grouped.reshape(-1, m)
+        mask = torch.ones_like(groups, dtype=torch.bool)
+        mask.scatter_(1, _lowest(groups, m - n, 1), False)
+    mask = mask.reshape(grouped.shape).to(scores.device)
     return mask.permute(0, 3, 1, 2).contiguous() if scores.ndim == 4 else mask
 
 
 def masks_from_scores(scores: Mapping[str, Tensor], sparsity: float | None = None, group: str = "row",
-                      nm: tuple[int, int] | None = None, total: int | None = None) -> Masks:
+                      nm: tuple[int, int] | None = None, total: int | None = None,
+                      impl: Implementation = COURSE) -> Masks:
     """Masks for every scored layer: N:M when ``nm`` is given, else ``group`` at ``sparsity``
-    (``total``: see ``global_masks``)."""
+    (``total``: see ``global_masks``; a sparsity over such a ``total`` always runs the course's ranking).
+    ``impl``: the learner's ``row_mask``, ``nm_mask`` and ``global_masks`` where given (on copies)."""
     if nm is not None:
-        return {name: nm_mask(s, *nm) for name, s in scores.items()}
+        return {name: nm_mask(s, *nm, rows_mask=impl.nm_mask) for name, s in scores.items()}
     if group not in GROUPS:
         raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
     check_sparsity(sparsity)
+    if group == "global" and impl.global_masks is not None and total is None:
+        masks = impl.global_masks({name: s.detach().clone() for name, s in scores.items()}, sparsity)
+        return {name: _learners_mask(masks[name], s) for name, s in scores.items()}
     if group == "global":
         return global_masks(scores, sparsity, total)
+    if group == "row" and impl.row_mask is not None:
+        return {name: _learners_mask(impl.row_mask(s.detach().clone(), sparsity), s) for name, s in scores.items()}
     make = row_mask if group == "row" else layer_mask
     return {name: make(s, sparsity) for name, s in scores.items()}
 
@@ -347,18 +414,22 @@ def check_method(method: str, allowed: tuple[str, ...] = METHODS, why: str = "")
     return method
 
 
-def scores_of(layers: Mapping[str, nn.Module], method: str, norms: Mapping[str, Tensor] | None = None
-              ) -> dict[str, Tensor]:
-    """Scores of every layer by the scorer named ``method`` (Wanda with the given input norms)."""
-    score = SCORERS[check_method(method)]
+def scores_of(layers: Mapping[str, nn.Module], method: str, norms: Mapping[str, Tensor] | None = None,
+              impl: Implementation = COURSE) -> dict[str, Tensor]:
+    """Scores of every layer by the scorer named ``method`` (Wanda with the given input norms, through
+    ``impl.wanda_scores`` when given)."""
+    if check_method(method) == "wanda" and impl.wanda_scores is not None:
+        return {name: wanda_scores(layer, norms[name], impl.wanda_scores) for name, layer in layers.items()}
+    score = SCORERS[method]
     return {name: score(layer, None if norms is None else norms[name]) for name, layer in layers.items()}
 
 
 def compute_scores(model: nn.Module, layers: Mapping[str, nn.Module], method: str,
-                   calibration=None, batch_size: int = 256) -> dict[str, Tensor]:
+                   calibration=None, batch_size: int = 256, impl: Implementation = COURSE) -> dict[str, Tensor]:
     """Scores of every chosen layer (Wanda: with the current weights of the model's earlier layers)."""
-    norms = input_norms(model, layers, calibration, batch_size) if check_method(method) == "wanda" else None
-    return scores_of(layers, method, norms)
+    norms = (input_norms(model, layers, calibration, batch_size, impl.im2col_input_norms)
+             if check_method(method) == "wanda" else None)
+    return scores_of(layers, method, norms, impl)
 
 
 def global_ranking(model: nn.Module, method: str = "lamp", layers="inner", model_wide: bool = True) -> GlobalRanking:
@@ -372,7 +443,8 @@ def global_ranking(model: nn.Module, method: str = "lamp", layers="inner", model
 def prune_model(model: nn.Module, method: str = "wanda", sparsity: float | None = None, *,
                 group: str = "row", layers: str | Iterable[str] = "all", nm: tuple[int, int] | None = None,
                 calibration=None, sequential: bool = True, recalibrate_bn: bool = False,
-                model_wide: bool = False, batch_size: int = 256) -> tuple[nn.Module, Masks]:
+                model_wide: bool = False, batch_size: int = 256,
+                impl: Implementation = COURSE) -> tuple[nn.Module, Masks]:
     """A pruned deep copy of ``model`` and its masks (the original is left untouched).
 
     ``sequential`` (Wanda with row/layer groups): prune layer by layer in forward order, each
@@ -380,7 +452,8 @@ def prune_model(model: nn.Module, method: str = "wanda", sparsity: float | None 
     does block by block. Otherwise all norms come from one pass through the dense model.
     ``recalibrate_bn``: afterwards re-estimate the BatchNorm statistics on the calibration images
     (no weight changes). ``model_wide`` (global group): ``sparsity`` counts all prunable weights of
-    the model, also those of layers kept dense.
+    the model, also those of layers kept dense. ``impl``: the learner's functions to run instead of
+    the course's (``Implementation``).
     """
     if nm is not None:
         check_nm(*nm)
@@ -396,17 +469,27 @@ def prune_model(model: nn.Module, method: str = "wanda", sparsity: float | None 
     if method == "wanda" and sequential and (group != "global" or nm is not None):
         masks: Masks = {}
         for name, layer in chosen.items():
-            scores = compute_scores(pruned, {name: layer}, method, calibration, batch_size)
-            masks.update(masks_from_scores(scores, sparsity, group, nm))
+            scores = compute_scores(pruned, {name: layer}, method, calibration, batch_size, impl)
+            masks.update(masks_from_scores(scores, sparsity, group, nm, impl=impl))
             apply_masks(pruned, {name: masks[name]})
     else:
-        scores = compute_scores(pruned, chosen, method, calibration, batch_size)
+        scores = compute_scores(pruned, chosen, method, calibration, batch_size, impl)
         total = sum(m.weight.numel() for m in prunable_layers(pruned).values()) if model_wide else None
-        masks = masks_from_scores(scores, sparsity, group, nm, total=total)
+        masks = masks_from_scores(scores, sparsity, group, nm, total=total, impl=impl)
         apply_masks(pruned, masks)
     if recalibrate_bn:
         recalibrate_batchnorm(pruned, calibration, batch_size)
     return pruned, masks
+
+
+def prune_per_layer(model: nn.Module, sparsities: Mapping[str, float]) -> tuple[nn.Module, Masks]:
+    """A pruned deep copy of ``model`` and its masks: each layer ``name`` of ``sparsities`` loses its
+    ``floor(s * numel)`` smallest |w| (magnitude, layer-wise); other layers, and those at 0, stay dense."""
+    pruned = copy.deepcopy(model).eval()
+    chosen = select_layers(pruned, list(sparsities))
+    masks = {name: layer_mask(magnitude_scores(layer), check_sparsity(sparsities[name]))
+             for name, layer in chosen.items() if sparsities[name] > 0}
+    return apply_masks(pruned, masks), masks
 
 
 def masked_fine_tune(model: nn.Module, masks: Mapping[str, Tensor], train_batches, epochs: int,
@@ -417,6 +500,22 @@ def masked_fine_tune(model: nn.Module, masks: Mapping[str, Tensor], train_batche
     keeper = MaskKeeper(masks)
     keeper(model)
     return (fit_fn or fine_tune)(model, train_batches, epochs=epochs, lr=lr, after_step=keeper, **kwargs)
+
+
+def masked_fine_tune_seeds(model: nn.Module, masks: Mapping[str, Tensor], seeds: Iterable[int],
+                           batches_for: Callable[[int], Iterable], score: Callable[[nn.Module], float],
+                           epochs: int, lr: float = 1e-3, **kwargs) -> list[float]:
+    """``score`` of a copy of ``model`` fine-tuned with the masks fixed, once per seed (in order): every
+    generator seeded with it (``seed_everything``), the batches of ``batches_for(seed)``."""
+    from ..training import seed_everything
+
+    scores = []
+    for seed in seeds:
+        seed_everything(seed)
+        tuned = copy.deepcopy(model)
+        masked_fine_tune(tuned, masks, batches_for(seed), epochs, lr, desc=f"seed {seed}", **kwargs)
+        scores.append(score(tuned))
+    return scores
 
 
 def masks_from_zeros(model: nn.Module, layers: str | Iterable[str] = "all") -> Masks:
