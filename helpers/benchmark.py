@@ -34,6 +34,7 @@ from torch import nn
 from .counting import count_macs, file_size
 from .models import build_model
 from .paths import REPO_ROOT
+from .quantization.int8 import is_fx_int8
 from .speed import (SPEED_BATCHES, SPEED_THREADS, SPEED_WARMUP_S, SpeedComparison, Spread, compare_speed,
                     compile_unavailable, compiled_model, pool_speed)
 from .records import format_spread, read_speed_file, sha256_of, write_speed_file
@@ -50,7 +51,9 @@ TOLERANCE = 0.10  # --check-against: the largest relative difference of a b256 r
 
 def load_saved_model(path: str | os.PathLike) -> nn.Module:
     """The model in ``path`` through the front door (``helpers.load``: the format by suffix), in eval mode."""
-    return load(path).eval()
+    model = load(path)
+    model.eval()  # (not chained: an exported program's eval() returns None)
+    return model
 
 
 def saved_model_files(weights_dir: str | os.PathLike, only: str | None = None) -> list[Path]:
@@ -141,8 +144,8 @@ def _load_models(paths: list[Path], names: dict[Path, str], progress: bool) -> t
 
 
 COMPILED = " [compiled]"  # the name of a model's torch.compile'd copy in a timed group
-NOT_COMPILED = {".int8": "an FX int8 graph: torch.compile of it crashes the process (torchao's PT2E is the compiled "
-                         "int8 path)"}
+FX_NOT_COMPILED = ("an FX int8 graph: torch.compile of it crashes the process (torchao's PT2E is the compiled "
+                   "int8 path)")
 
 
 def _compile_all(paths: list[Path], names: dict[Path, str], models: dict, batch_sizes, progress: bool
@@ -155,7 +158,7 @@ def _compile_all(paths: list[Path], names: dict[Path, str], models: dict, batch_
     reason = compile_unavailable()
     for path in tqdm(paths, desc="compiling", disable=not progress):
         name = names[path]
-        notes[name] = reason or NOT_COMPILED.get(path.suffix)
+        notes[name] = reason or (FX_NOT_COMPILED if is_fx_int8(models[name]) else None)
         if notes[name] is None:
             try:
                 compiled[name], notes[name] = compiled_model(models[name], batch_sizes)

@@ -43,7 +43,7 @@ def prunable_weight_count(model: nn.Module) -> int:
 
 def count_macs(model: nn.Module, input_shape=(1, 1, 28, 28)) -> int:
     """Multiply-accumulates of one forward pass (dense: zeros count), by ``FlopCounterMode``."""
-    model = model.eval()
+    model.eval()  # (not chained: an exported program's eval() returns None)
     device = next(model.parameters(), torch.empty(0)).device  # an int8 graph holds no nn.Parameter
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:

@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -327,11 +328,14 @@ def compile_unavailable() -> str | None:
     return None
 
 
-def compiled_model(model: nn.Module, batch_sizes=SPEED_BATCHES, input_shape=(1, 28, 28)) -> tuple[nn.Module, float]:
+def compiled_model(model: nn.Module, batch_sizes=SPEED_BATCHES, input_shape=(1, 28, 28),
+                   threads: int = SPEED_THREADS) -> tuple[nn.Module, float]:
     """``(torch.compile(model, dynamic=False), seconds)``: compiled for each batch size by one call
     each, so that compiling (the seconds returned, wall clock) stays out of any timed call. The
     weights are frozen into the kernels (inductor's ``freezing``, as ``TORCHINDUCTOR_FREEZING=1``):
-    inference only, and what a PT2E int8 program needs to fuse its int8 kernels."""
+    inference only, and what a PT2E int8 program needs to fuse its int8 kernels. Compiled at
+    ``threads`` (the thread count ``compare_speed`` times at): inductor's int8 kernels keep the
+    thread count they were built for (compiled at 2 and timed at 1, PT2E int8 ran about 3x slower)."""
     from torch._inductor import config as inductor_config
 
     reason = compile_unavailable()
@@ -339,8 +343,15 @@ def compiled_model(model: nn.Module, batch_sizes=SPEED_BATCHES, input_shape=(1, 
         raise RuntimeError(reason)
     model.eval()  # (an exported program's eval() returns no module)
     compiled = torch.compile(model, dynamic=False)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
     start = time.perf_counter()
-    with torch.no_grad(), inductor_config.patch(freezing=True):
-        for batch_size in batch_sizes:
-            compiled(torch.zeros((batch_size, *input_shape)))
+    try:
+        with torch.no_grad(), inductor_config.patch(freezing=True), warnings.catch_warnings():
+            # inductor's mkldnn lowering of int8 weights warns "To copy construct from a tensor": its code, not ours
+            warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
+            for batch_size in batch_sizes:
+                compiled(torch.zeros((batch_size, *input_shape)))
+    finally:
+        torch.set_num_threads(previous_threads)
     return compiled, time.perf_counter() - start

@@ -94,6 +94,10 @@ def test_compiled_copies_are_timed_in_the_same_rounds_and_say_what_a_file_buys_b
     reason = compile_unavailable()
     if reason and not os.environ.get("CI"):
         pytest.skip(reason)
+    from helpers import load
+    from helpers.quantization.pt2e import convert_int8_pt2e
+
+    save(convert_int8_pt2e(load(weights_dir / "01_baseline.pt"), torch.rand(16, 1, 28, 28)), weights_dir / "06_p.int8")
     real, seen = benchmark.compare_speed, []
 
     def spy(models, reference, **kwargs):
@@ -111,6 +115,9 @@ def test_compiled_copies_are_timed_in_the_same_rounds_and_say_what_a_file_buys_b
     assert [ref, ref + " [compiled]", small, small + " [compiled]"] in seen  # one group, the same rounds
     assert [ref, ref + " [compiled]", "weights/06_x.int8"] in seen  # the FX int8 graph is not compiled
     assert "crashes the process" in records["weights/06_x.int8"]["compiled"]["not_compiled"]
+    pt2e = "weights/06_p.int8"  # a PT2E program is an .int8 file too, and it compiles
+    assert [ref, ref + " [compiled]", pt2e, pt2e + " [compiled]"] in seen
+    assert records[pt2e]["compiled"]["speedup_vs_compiled"]["batch_64"]["median"] > 0
     assert records[ref]["compiled"]["compile_seconds"] >= 0  # apart from the timed calls (0 when cached)
     compiled_ref = records[ref]["compiled"]["speedup"]["batch_64"]["median"]
     s = records[small]
@@ -233,3 +240,27 @@ def test_a_file_that_fails_to_load_writes_nothing_and_is_named(weights_dir, comm
     assert err.startswith("error: loading weights/04_broken.pt failed (") and "04_broken.pt" in err.split("(", 1)[1]
     assert err.endswith(f"; {output} not written")
     assert unchanged()
+
+
+def test_compiled_model_builds_at_the_timing_thread_count_and_restores_the_callers():
+    from helpers.speed import compile_unavailable, compiled_model
+
+    reason = compile_unavailable()
+    if reason and not os.environ.get("CI"):
+        pytest.skip(reason)
+    seen, before = [], torch.get_num_threads()
+    model = build_model(CNNConfig(conv_channels=(4, 8, 16), fc_features=(20, 10))).eval()
+    original = model.forward
+
+    def spy(x):
+        seen.append(torch.get_num_threads())
+        return original(x)
+
+    model.forward = spy  # dynamo traces the spy: it runs (and records) while compiling
+    torch.set_num_threads(2)
+    try:
+        compiled, seconds = compiled_model(model, batch_sizes=(1,), threads=1)
+        assert seen and set(seen) == {1} and seconds >= 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -101,3 +101,30 @@ def test_scales_and_biases_rounded_to_half_are_stored_in_two_bytes_losslessly(tm
                    if e["kind"] == "raw"}
     assert plain_kinds["classifier.fc1.weight_scale"] == "float32"  # not exact in half: kept whole
     assert half_path.stat().st_size < plain_path.stat().st_size
+
+
+def test_other_coders_that_compute_the_same_write_the_same_file(pruned_quantized):
+    import numpy as np
+
+    from helpers.storage.compressed import decode, encode_with_stages
+
+    def gaps_by_hand(positions, max_gap):
+        out, previous = [], -1
+        for p in positions.tolist():
+            gap = p - previous
+            out += [max_gap] * ((gap - 1) // max_gap) + [gap - max_gap * ((gap - 1) // max_gap)]
+            previous = p
+        return out
+
+    def pack_by_hand(values, bits):
+        stream = "".join(format(int(v), f"0{bits}b") for v in values)
+        stream += "0" * (-len(stream) % 8)
+        return bytes(int(stream[i:i + 8], 2) for i in range(0, len(stream), 8))
+
+    course, stages = encode_with_stages(pruned_quantized)
+    theirs, their_stages = encode_with_stages(pruned_quantized, None, gaps_by_hand, pack_by_hand)
+    assert theirs == course and their_stages == stages
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(decode(theirs)(x), pruned_quantized(x))
+    with pytest.raises(ValueError, match="does not encode the positions"):
+        encode_with_stages(pruned_quantized, None, lambda p, g: np.diff(np.concatenate([[0], p])))  # counted from 0

@@ -102,3 +102,15 @@ def test_a_repeated_point_comes_from_the_cache_and_equals_the_first(state):
     again = live.point(state, weight_bits=3, act_bits=5, granularity="per-tensor")
     assert again["val_accuracy"] == first["val_accuracy"] and again["fc1_step"] == first["fc1_step"]
     assert again is not state.results[(3, 5, "per-tensor")]  # a copy: the caller cannot corrupt the cache
+
+
+def test_the_weights_follow_the_given_quantizer(model, quick_splits, state):
+    def floor(w, s, bits):
+        s = s.reshape(-1, *[1] * (w.ndim - 1))
+        return torch.floor(w / s).clamp(-(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1) * s
+
+    floored = live.prepare(model, quick_splits, calibration_images=64, val_images=300, precompute=(), quantize_fn=floor)
+    ours = live.quantized(state, 3, 8, "channel").classifier.fc1
+    theirs = live.quantized(floored, 3, 8, "channel").classifier.fc1
+    assert torch.equal(theirs.quantized_weight(), floor(theirs.weight, theirs.weight_scale, 3))
+    assert not torch.equal(theirs.quantized_weight(), ours.quantized_weight())

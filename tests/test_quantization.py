@@ -297,3 +297,34 @@ def test_int8_qat_trains_the_int8_model_and_saves_like_ptq(small_trained, quick_
         qat_int8(ptq, batches, images)
     with pytest.raises(ValueError, match="backend must be one of"):
         qat_int8(small_trained, batches, images, backend="tpu")
+
+
+def test_requantized_weights_compute_with_the_given_quantizer(random_model):
+    from helpers.quantization.codes import weight_scales
+    from helpers.quantization.fake import requantize_weights
+
+    qmodel = quantize_model(random_model, 4, None, weight_clip="max")
+    same = requantize_weights(qmodel, fake_quantize_weight)
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(same(x), qmodel(x))  # its own quantizer again: weights on the grid stay there
+    floor = lambda w, s, b: torch.floor(w / s[:, None] if w.ndim == 2 else w / s[:, None, None, None]).clamp(-7, 7) * (
+        s[:, None] if w.ndim == 2 else s[:, None, None, None])
+    floored = requantize_weights(qmodel, floor)
+    fc1 = floored.classifier.fc1
+    assert torch.equal(fc1.weight, fc1.quantized_weight()) and not torch.equal(fc1.weight, qmodel.classifier.fc1.quantized_weight())
+    halved = requantize_weights(qmodel, fake_quantize_weight, lambda w, b: weight_scales(w, b, "max") / 2)
+    assert torch.allclose(halved.classifier.fc1.weight_scale, qmodel.classifier.fc1.weight_scale / 2)
+    with pytest.raises(ValueError, match="per output channel"):
+        requantize_weights(quantize_model(random_model, 4, None, weight_granularity="tensor"), fake_quantize_weight,
+                           lambda w, b: weight_scales(w, b))
+
+
+def test_quantization_error_through_given_functions_equals_the_course_rule(random_model):
+    from helpers.quantization.codes import quantization_error
+
+    w = random_model.classifier.fc1.weight.detach()
+    by_max = lambda w, b: w.reshape(len(w), -1).abs().amax(1) / (2 ** (b - 1) - 1)
+    assert quantization_error(w, 4, "max") == pytest.approx(quantization_error(w, 4, scales_fn=by_max), rel=1e-6)
+    doubled = quantization_error(w, 4, scales_fn=lambda w, b: 2 * by_max(w, b))
+    assert doubled > 1.5 * quantization_error(w, 4, "max")  # twice the step: about twice the error

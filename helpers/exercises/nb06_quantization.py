@@ -1,4 +1,5 @@
-"""Notebook 06 (quantization): symmetric per-channel scales, fake quantization, the STE round.
+"""Notebook 06 (quantization): symmetric per-channel scales, fake quantization, the STE round, and
+an integer-only int8 Linear (the arithmetic of the int8 kernels).
 
 The ``*_reference`` functions carry no docstring: ``solution(name)`` prints their source as it is.
 """
@@ -9,8 +10,9 @@ import math
 import torch
 from torch import Tensor
 
-from ..quantization import codes as qcodes, fake
-from .core import Hint, _call, _close, _first_diff, _rand, _run, _shape, _tensor, _weight, course_model, exercise
+from ..quantization import codes as qcodes, fake, integer as qinteger
+from .core import (Hint, _call, _close, _first_diff, _images, _rand, _run, _shape, _tensor, _weight, course_model,
+                   exercise)
 
 
 def symmetric_scales_reference(weight: Tensor, bits: int) -> Tensor:
@@ -29,9 +31,6 @@ def ste_round_reference(x: Tensor) -> Tensor:
     return x + (torch.round(x) - x).detach()             # forward: round(x); backward: gradient 1
 
 
-@exercise("symmetric_scales", "06", "per output channel, max|w_c| / (2^(b-1) - 1): the symmetric weight scale",
-          symmetric_scales_reference, (qcodes.weight_scales, qcodes.symmetric_range),
-          hints=("weight: (out, …); return (out,); 4 bits: q in [-7, 7], so s_c = max|w_c| / 7",))
 def _scale_mistakes(weight: Tensor, bits: int) -> list[tuple[Tensor, str]]:
     """(what a plausible wrong scale gives, the hint naming it) for ``weight`` at ``bits``."""
     rows, q_max = weight.reshape(len(weight), -1), 2 ** (bits - 1) - 1
@@ -69,6 +68,9 @@ def _check_scales(fn):
         if _close(out, ref, rtol=1e-5):
             continue
         r = int((~torch.isclose(out.double(), ref.double(), rtol=1e-5)).nonzero()[0])
+        if ref[r] == 0:
+            raise Hint(f"an all-zero row has max|w| = 0, so its scale is 0: row {r} got {out[r]:.6g} — no guard "
+                       f"value: a zero scale is what marks the row empty ({case})")
         extra = next((f" — {why}" for wrong, why in _scale_mistakes(weight, bits)
                       if _close(out, wrong, rtol=1e-5)), "")
         raise Hint(f"scale must be max|w| / {2 ** (bits - 1) - 1} for {bits}-bit symmetric: row {r} expected "
@@ -160,17 +162,19 @@ def _gradient_hint(grad: Tensor | None, x: Tensor, case: str) -> str:
         return ""
     if grad is None or not grad.any():
         return (f"the gradient through ste_round must be 1 (straight-through), got 0 for every x: torch.round's own "
-                f"gradient is 0, so keep x in the graph: x + (round(x) - x).detach() ({case})")
+                f"gradient is 0, so the output must depend on x through an identity path whose rounding correction "
+                f"autograd does not see ({case})")
     i = int((~torch.isclose(grad, torch.ones_like(x))).flatten().nonzero()[0])
     return (f"the gradient through ste_round must be 1 for every x (straight-through), got "
             f"{float(grad.flatten()[i]):.6g} at x = {float(x.flatten()[i]):.6g} (entry {i}) — no clipping, "
-            f"no scaling: x + (round(x) - x).detach() ({case})")
+            f"no scaling: every x passes its gradient through unchanged ({case})")
 
 
 @exercise("ste_round", "06", "straight-through round: forward round(x), gradient 1 in backward",
           ste_round_reference, (qcodes.fake_quantize_weight, fake._QuantMixin.quantized_weight),
-          hints=("x + (round(x) - x).detach(): the detached part carries the rounding, x the gradient",
-                 "halves round to the even integer, as torch.round does: 0.5 → 0, 1.5 → 2, -2.5 → -2"))
+          hints=("x: a float tensor that requires grad; return a tensor of x's shape",
+                 "forward: round(x), halves to the even integer as torch.round does (0.5 → 0, 1.5 → 2, -2.5 → -2)",
+                 "backward: the gradient reaching x is exactly 1 everywhere, no clipping"))
 def _check_ste(fn):
     """10 values (halves, |x| > 1) and fc1 over its scales: forward round(x) (halves to even),
     gradient exactly 1 back to x, x itself unchanged."""
@@ -201,3 +205,100 @@ def _check_ste(fn):
         if hint:
             raise Hint(hint)
     return f"forward rounds (halves to even), gradient 1 — as the course's fake-quantizer on fc1 of {source}"
+
+
+def int8_linear_reference(x_q: Tensor, x_scale: float, x_zero_point: int, w_q: Tensor, w_scales: Tensor,
+                          bias: Tensor, out_scale: float, out_zero_point: int) -> Tensor:
+    acc = (x_q.to(torch.int32) - x_zero_point) @ w_q.to(torch.int32).T  # int8 x int8 products, int32 sums
+    y = acc.double() * (x_scale * w_scales.double()) + bias.double()     # the real output, one scale per row
+    q = torch.round(y / out_scale) + out_zero_point                      # requantize: halves to even
+    return torch.clamp(q, 0, 255).to(torch.uint8)
+
+
+def _int8_cases() -> list[tuple[tuple, str, bool]]:
+    """(arguments, case, exact): a hand case with exact halves (dyadic scales, codes below the zero
+    point, saturation both ways), a wide random layer, one image, and fc2 of the course model on
+    the codes of its fc1 activations (int8 weights, max|w| / 127 per row; uint8 inputs)."""
+    hand = (torch.tensor([[3, 7, 0, 200], [10, 1, 255, 3]], dtype=torch.uint8), 0.5, 3,
+            torch.tensor([[1, -2, 3, 0], [-4, 5, -6, 1], [2, 2, 2, 2]], dtype=torch.int8),
+            torch.tensor([0.25, 0.125, 0.0625]), torch.tensor([-0.25, -0.8125, 0.125]), 0.25, 11)
+    g = torch.Generator().manual_seed(21)
+    wide = (torch.randint(0, 256, (3, 64), generator=g, dtype=torch.uint8), 0.02, 128,
+            torch.randint(-127, 128, (5, 64), generator=g, dtype=torch.int8), torch.rand(5, generator=g) * 0.01 + 0.001,
+            torch.randn(5, generator=g), 0.05, 100)
+    one = (torch.tensor([[0, 9, 4, 250, 17]], dtype=torch.uint8), 0.1, 0,
+           torch.tensor([[5, -7, 0, 1, 127], [-127, 3, 3, -1, 0]], dtype=torch.int8), torch.tensor([0.01, 0.02]),
+           torch.tensor([0.3, -0.2]), 0.04, 0)
+    model, source = course_model()
+    with torch.no_grad():
+        hidden = model.classifier.relu1(model.classifier.fc1(model.flatten(model.features(model.normalize(_images())))))
+        w = _weight("classifier.fc2")
+        w_scales = w.abs().amax(1) / 127
+        x_scale = float(hidden.max()) / 255
+        y = model.classifier.fc2(hidden)
+    layer = (torch.round(hidden / x_scale).clamp(0, 255).to(torch.uint8), x_scale, 0,
+             torch.round(w / w_scales[:, None]).clamp(-127, 127).to(torch.int8), w_scales,
+             model.classifier.fc2.bias.detach().clone(), float(y.abs().max()) / 255, 0)
+    return [(hand, "a (2, 4) input, zero-points 3 and 11, dyadic scales", True),
+            (wide, "a (3, 64) input, zero-points 128 and 100", False), (one, "one image of 5 features", False),
+            (layer, f"classifier.fc2 of {source} on its fc1 activations' codes", False)]
+
+
+def _int8_mistakes(x_q, x_scale, x_zero_point, w_q, w_scales, bias, out_scale, out_zero_point):
+    """(what a plausible wrong answer gives, the hint naming it)."""
+    def codes(acc, scales=w_scales, add_bias=True, divide=True, to_code=lambda v: torch.round(v) + out_zero_point,
+              saturate=True):
+        y = acc.double() * (x_scale * torch.as_tensor(scales).double()) + (bias.double() if add_bias else 0)
+        q = to_code(y / out_scale if divide else y * out_scale)
+        return (torch.clamp(q, 0, 255) if saturate else q.long() % 256).to(torch.uint8)
+
+    acc = (x_q.int() - x_zero_point) @ w_q.int().T
+    wrapped = (x_q - x_zero_point).int() @ w_q.int().T  # uint8 arithmetic wraps around below 0
+    return [(codes(x_q.int() @ w_q.int().T), f"subtract the input zero-point x_zero_point = {x_zero_point} from "
+                                             "the codes before multiplying"),
+            (codes(wrapped), "x_q is uint8: x_q - x_zero_point wraps around below 0 (1 - 3 = 254 in uint8); "
+                             "widen to int32 before subtracting"),
+            (codes(acc, to_code=lambda v: torch.floor(v) + out_zero_point),
+             "round to the NEAREST code (torch.round), not down: floor, and .to(torch.uint8) of a float (it "
+             "truncates), both drop the fraction"),
+            (codes(acc, to_code=lambda v: torch.floor(v + 0.5) + out_zero_point),
+             "a value exactly halfway between two codes rounds to the EVEN one, as torch.round does (0.5 → 0)"),
+            (codes(acc, to_code=lambda v: torch.round(v + out_zero_point)),
+             "round y / out_scale first, then add the zero-point: rounding after adding an odd zero-point moves "
+             "halves to the other even code"),
+            (codes(acc, saturate=False), "clamp to [0, 255] before .to(torch.uint8): out of range, uint8 wraps "
+                                         "around (256 → 0, -1 → 255) instead of saturating"),
+            (codes(acc, to_code=torch.round), f"add the output zero-point out_zero_point = {out_zero_point} after "
+                                              "rounding"),
+            (codes(acc, scales=w_scales[0]), "each output channel c has its own weight scale w_scales[c]"),
+            (codes(acc, add_bias=False), "add the bias (a real value) to y before requantizing"),
+            (codes(acc, divide=False), "y / out_scale is the output in code units: divide by out_scale"),
+            (codes(acc + torch.round(bias.double() / out_scale).int(), add_bias=False),
+             "the bias is a real value: add it to y = x_scale · w_scales[c] · acc, not to the accumulator")]
+
+
+@exercise("int8_linear", "06", "integer-only int8 Linear: int32 accumulation of (x_q - z_x)·w_q, requantized to uint8",
+          int8_linear_reference, (qinteger.requantization_value, qinteger.int8_linear, qinteger.linear_qparams))
+def _check_int8_linear(fn):
+    """A hand case (exact halves, codes below the zero point, saturation), a wide layer, one image and
+    fc2 of the course model: uint8 codes equal to the reference (entries within 1e-4 of a rounding tie
+    skipped outside the hand case, where float32 and float64 may round apart)."""
+    for args, case, exact in _int8_cases():
+        ref = int8_linear_reference(*args)
+        out = _call(fn, *args, case=case)
+        if not isinstance(out, Tensor):
+            raise Hint(f"return a torch tensor of uint8 codes, got {type(out).__name__} ({case})")
+        _shape(out.detach(), ref.shape, "the codes", " (one code per image and output channel)")
+        if out.is_floating_point() or out.dtype != torch.uint8:
+            raise Hint(f"return the output CODES as torch.uint8 (round, clamp to [0, 255], .to(torch.uint8)), got "
+                       f"{out.dtype} ({case})")
+        value = qinteger.requantization_value(*args)
+        ok = torch.ones_like(ref, dtype=torch.bool) if exact else (value - value.floor() - 0.5).abs() > 1e-4
+        if torch.equal(out[ok], ref[ok]):
+            continue
+        why = next((hint for wrong, hint in _int8_mistakes(*args) if torch.equal(out[ok], wrong[ok])), "")
+        i = tuple(int(v) for v in ((out != ref) & ok).nonzero()[0])
+        raise Hint(f"code {i} must be {int(ref[i])} (y / out_scale = {float(value[i]):.4g}, zero-point "
+                   f"{args[-1]}), got "
+                   f"{int(out[i])}" + (f" — {why}" if why else "") + f" ({case})")
+    return "bit for bit on a hand case (exact halves, saturation), a wide layer and fc2 of the course model"

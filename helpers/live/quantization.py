@@ -10,12 +10,17 @@ calibration observes depend only on (weight bits, granularity), so they are buil
 (the per-channel ones in ``prepare``) and each move only fixes the activation ranges for its bits
 from the stored observations; the first block's output (8-bit edge layer, the same for every bit
 width) is stored per (granularity, which side is float); and results are kept per control values.
+
+``prepare(..., quantize_fn=...)`` runs every move's weights through another quantize-dequantize
+(a learner's ``fake_quantize(weight, scales, bits)``, through ``fake.requantize_weights``) at the
+scales the course chooses: the view then shows what that function makes of the model.
 """
 from __future__ import annotations
 
 import copy
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -24,7 +29,7 @@ from torch import Tensor, nn
 
 from ..data import calibration_batch
 from ..quantization.fake import (ActQuant, QuantSpec, calibrate_from, observe_activations, quant_layers,
-                                  quantize_model)
+                                  quantize_model, requantize_weights)
 from ..quantization.codes import levels
 from . import block1_output, check_choice, figure_axes, read_records, val_accuracy, val_accuracy_from_block1, val_subset
 
@@ -58,20 +63,23 @@ class State:
     float_accuracy: float
     edge_bits: int | None
     fc1_histogram: tuple[np.ndarray, np.ndarray]  # counts, edges of fc1's output channel 0
+    quantize_fn: Callable | None = None  # the weights' quantize-dequantize (None: the course's own)
     weight_side: dict = field(default_factory=dict)
     hidden: dict = field(default_factory=dict)
     results: OrderedDict = field(default_factory=OrderedDict)
 
 
 def prepare(model: nn.Module, splits, calibration_images: int = 256, val_images: int = 1000,
-            edge_bits: int | None = 8, seed: int = 0, precompute: tuple[str, ...] = ("per-channel",)) -> State:
+            edge_bits: int | None = 8, seed: int = 0, precompute: tuple[str, ...] = ("per-channel",),
+            quantize_fn: Callable | None = None) -> State:
     """Calibration images, the validation subset, the float model's accuracy on it, and the weight
-    side of every weight bit width for the granularities in ``precompute`` (others on first use)."""
+    side of every weight bit width for the granularities in ``precompute`` (others on first use);
+    ``quantize_fn(weight, scales, bits)`` quantizes the weights (None: the course's kernel)."""
     model = model.eval()
     images, labels = val_subset(splits, val_images)
     fc1 = dict(model.named_modules())[HIST_LAYER].weight.detach()[0].cpu().numpy()
     state = State(model, calibration_batch(splits.train, calibration_images, seed=seed), images, labels,
-                  val_accuracy(model, images, labels), edge_bits, np.histogram(fc1, bins=HIST_BINS))
+                  val_accuracy(model, images, labels), edge_bits, np.histogram(fc1, bins=HIST_BINS), quantize_fn)
     for granularity in precompute:
         check_choice("granularity", granularity, GRANULARITY)
         for bits in BITS:
@@ -91,6 +99,8 @@ def _weight_side(state: State, w_bits: int | None, granularity: str):
     key = (w_bits, granularity)
     if key not in state.weight_side:
         qmodel = quantize_model(state.model, w_bits, 8, edge_bits=state.edge_bits, weight_granularity=granularity)
+        if state.quantize_fn is not None and w_bits is not None:
+            qmodel = requantize_weights(qmodel, state.quantize_fn)
         state.weight_side[key] = (qmodel, observe_activations(qmodel, state.calibration))
     return state.weight_side[key]
 

@@ -159,7 +159,11 @@ def levels(scale: float, bits: int, zero_point: int = 0, signed: bool = True) ->
     return scale * (torch.arange(qmin, qmax + 1, dtype=torch.float32) - zero_point)
 
 
-def quantization_error(weight: Tensor, bits: int, clip: str = "mse") -> float:
-    """Root-mean-square error of quantizing ``weight`` per channel at ``bits``."""
-    scales = weight_scales(weight, bits, clip)
-    return (fake_quantize_weight(weight.detach(), scales, bits) - weight.detach()).pow(2).mean().sqrt().item()
+def quantization_error(weight: Tensor, bits: int, clip: str = "mse", scales_fn=None, quantize_fn=None) -> float:
+    """Root-mean-square error of quantizing ``weight`` per channel at ``bits``: scales by ``clip``
+    (or ``scales_fn(weight, bits)``, e.g. a learner's max|w| / (2^(b-1) - 1)), quantize-dequantize by
+    ``fake_quantize_weight`` (or ``quantize_fn(weight, scales, bits)``)."""
+    weight = weight.detach()
+    scales = weight_scales(weight, bits, clip) if scales_fn is None else torch.as_tensor(scales_fn(weight, bits))
+    quantized = (quantize_fn or fake_quantize_weight)(weight, scales.float().clamp(min=1e-12), bits)
+    return (torch.as_tensor(quantized) - weight).pow(2).mean().sqrt().item()

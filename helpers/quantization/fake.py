@@ -392,6 +392,29 @@ def bake_weights(qmodel: nn.Module) -> nn.Module:
     return baked
 
 
+@torch.no_grad()
+def requantize_weights(qmodel: nn.Module, quantize_fn, scales_fn=None) -> nn.Module:
+    """A copy (eval mode) whose quantized weights are ``quantize_fn(w, s, bits)`` (e.g. a learner's
+    ``fake_quantize``), ``s`` from ``scales_fn(w, bits)`` (stored as the layer's scales; one per output
+    channel, at least 1e-12 as ``weight_scales`` keeps them) or else the layer's own. The layers'
+    fake quantization leaves weights already on their grid as they are, so the copy computes with
+    ``quantize_fn``'s weights; activation ranges are not re-calibrated."""
+    if not quant_layers(qmodel):
+        raise ValueError("requantize_weights expects a model from quantize_model")
+    copied = copy.deepcopy(qmodel).eval()
+    for layer in quant_layers(copied).values():
+        if layer.weight_bits is None:
+            continue
+        if scales_fn is not None:
+            if layer.weight_granularity != "channel":
+                raise ValueError("scales_fn gives one scale per output channel: build the model per channel")
+            layer.weight_scale.copy_(torch.as_tensor(scales_fn(layer.weight.detach().clone(), layer.weight_bits))
+                                     .float().clamp(min=1e-12))
+        layer.weight.copy_(torch.as_tensor(quantize_fn(layer.weight.detach().clone(), layer.weight_scale.clone(),
+                                                       layer.weight_bits)))
+    return copied
+
+
 def quantized_model_from(config: dict, spec: dict) -> nn.Module:
     """An untrained quantized model of a saved shape (``config``) and ``QuantSpec.to_dict()`` (``spec``),
     ready to receive a file's tensors."""

@@ -6,8 +6,8 @@ activations with a histogram observer), runs calibration images (training data, 
 through it and converts it into a ``GraphModule`` of quantized kernels (fbgemm/oneDNN): the
 integer arithmetic really happens, so it is smaller and faster than the float model.
 
-Saved files take the suffix ``.int8`` (``weights/06_int8_x86.int8``): ``helpers.save``/``helpers.load``
-write and read them (the format is ``helpers.storage.int8``).
+Deprecated upstream in favour of torchao's PT2E flow (``quantization.pt2e``, the course's int8 path);
+kept for notebook 06's side-by-side and for reading older ``.int8`` files (``helpers.storage.int8``).
 """
 from __future__ import annotations
 
@@ -99,6 +99,12 @@ def qat_int8(model: FashionCNN, train_batches, calibration_data, epochs: int = 1
         converted = convert_fx(prepared.cpu().eval())
     converted.config, converted.backend = model.config, backend
     return converted.eval()
+
+
+def is_fx_int8(model) -> bool:
+    """Whether ``model`` is an FX int8 graph (``convert_int8``/``qat_int8``, or an FX ``.int8`` file):
+    it carries its ``backend``; ``torch.compile`` of such a graph crashes the process."""
+    return isinstance(model, torch.fx.GraphModule) and hasattr(model, "backend")
 
 
 @functools.lru_cache(maxsize=8)

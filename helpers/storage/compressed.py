@@ -53,15 +53,33 @@ class CompressedFileError(ModelFileError):
     """A compressed file is truncated, corrupt, or of another format."""
 
 
-def sparse_codes(codes: np.ndarray, bits: int) -> tuple[bytes, bytes, int]:
-    """(gap bytes, packed code bytes, entries incl. fillers) of one layer's integer codes."""
+def sparse_codes(codes: np.ndarray, bits: int, gaps_fn=None, pack_fn=None) -> tuple[bytes, bytes, int]:
+    """(gap bytes, packed code bytes, entries incl. fillers) of one layer's integer codes.
+
+    ``gaps_fn(positions, max_gap)`` (the gaps with fillers, e.g. a learner's ``relative_gaps``) and
+    ``pack_fn(values, bits)`` (e.g. a learner's ``pack_bits``) replace the course's own coders; a
+    ValueError when their output does not encode the positions."""
     flat = codes.reshape(-1).astype(np.int16)
     positions = np.flatnonzero(flat)
-    gaps, source = _relative_gaps(positions)
+    gaps, source = _relative_gaps(positions) if gaps_fn is None else _gaps_from(gaps_fn, positions)
     values = np.zeros(len(gaps), dtype=np.int16)  # fillers hold code 0
     values[source >= 0] = flat[positions]
     qmin, _ = symmetric_range(bits)
-    return gaps.tobytes(), pack_bits(values - qmin, bits), len(gaps)
+    packed = pack_bits(values - qmin, bits) if pack_fn is None else bytes(pack_fn((values - qmin).astype(np.int64), bits))
+    return gaps.tobytes(), packed, len(gaps)
+
+
+def _gaps_from(gaps_fn, positions: np.ndarray, max_gap: int = 255) -> tuple[np.ndarray, np.ndarray]:
+    """``_relative_gaps``' (uint8 gaps, source index or -1 for a filler) from ``gaps_fn``'s gaps."""
+    gaps = np.asarray(gaps_fn(positions.copy(), max_gap)).astype(np.int64).ravel()
+    ends = np.cumsum(gaps) - 1  # the index each entry lands on
+    source = np.searchsorted(positions, ends)
+    real = source < len(positions)
+    real[real] = positions[source[real]] == ends[real]
+    if ((gaps < 1) | (gaps > max_gap)).any() or int(real.sum()) != len(positions):
+        raise ValueError(f"{getattr(gaps_fn, '__name__', 'gaps_fn')} does not encode the positions as gaps "
+                         f"of 1..{max_gap}")
+    return gaps.astype(np.uint8), np.where(real, source, -1)
 
 
 def _codes_from_sparse(gaps: bytes, packed: bytes, entries: int, bits: int, numel: int) -> np.ndarray:
@@ -83,8 +101,9 @@ def _exact_in_half(tensor: torch.Tensor) -> bool:
             and bool(torch.equal(tensor.half().float(), tensor)))
 
 
-def encode_with_stages(qmodel: nn.Module, meta: dict | None = None) -> tuple[bytes, dict]:
-    """(file bytes, stage sizes in bytes) of a pruned, quantized model."""
+def encode_with_stages(qmodel: nn.Module, meta: dict | None = None, gaps_fn=None, pack_fn=None) -> tuple[bytes, dict]:
+    """(file bytes, stage sizes in bytes) of a pruned, quantized model (``gaps_fn``, ``pack_fn``: see
+    ``sparse_codes``; the bytes are those of the course's coders when they compute the same)."""
     layers = quant_layers(qmodel)
     if not layers or not hasattr(qmodel, "quant_spec"):
         raise ValueError("compress a model from quantize_model (pruned first, then quantized)")
@@ -98,7 +117,7 @@ def encode_with_stages(qmodel: nn.Module, meta: dict | None = None) -> tuple[byt
         tensor = tensor.detach().cpu().contiguous()
         if key in coded:
             bits = coded[key].weight_bits
-            gaps, packed, entries = sparse_codes(coded[key].weight_codes().cpu().numpy(), bits)
+            gaps, packed, entries = sparse_codes(coded[key].weight_codes().cpu().numpy(), bits, gaps_fn, pack_fn)
             parts = [gaps, packed]
             entry = {"kind": "sparse_codes", "bits": bits, "entries": entries, "gap_bytes": len(gaps)}
             stages["sparse_float32"] += len(gaps) + 4 * entries
@@ -188,10 +207,10 @@ def decode(data: bytes, source: str = "compressed file") -> nn.Module:
         raise CompressedFileError(f"{source} is corrupt or has an invalid tensor table ({err!r})") from err
 
 
-def stage_sizes(qmodel: nn.Module, meta: dict | None = None) -> dict:
+def stage_sizes(qmodel: nn.Module, meta: dict | None = None, gaps_fn=None, pack_fn=None) -> dict:
     """Bytes of each stage of a ``.ccz`` file of ``qmodel`` (dense float32, sparse float32, sparse
     packed codes, entropy coded = the file that ``helpers.save`` writes with the same meta)."""
-    return encode_with_stages(qmodel, meta)[1]
+    return encode_with_stages(qmodel, meta, gaps_fn, pack_fn)[1]
 
 
 # --------------------------------------------------------------------------- where the bytes go

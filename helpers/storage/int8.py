@@ -17,7 +17,7 @@ import copy
 import torch
 
 from ..inputs import check_finite
-from ..quantization.int8 import BACKENDS, int8_graph, quiet
+from ..quantization.int8 import BACKENDS, int8_graph, is_fx_int8, quiet
 from ..quantization.pt2e import program_bytes, program_from_bytes
 from .framing import ModelFileError, content_digest, torch_bytes, torch_payload
 from .rebuild import config_from
@@ -33,12 +33,12 @@ class Int8FileError(ModelFileError):
 
 def encode(converted: torch.fx.GraphModule, meta: dict | None = None) -> bytes:
     """The bytes of an ``.int8`` file of a model from ``convert_int8_pt2e`` or ``convert_int8``."""
-    if hasattr(converted, "config") and not hasattr(converted, "backend"):
+    if isinstance(converted, torch.fx.GraphModule) and hasattr(converted, "config") and not is_fx_int8(converted):
         program = torch.frombuffer(bytearray(program_bytes(converted)), dtype=torch.uint8)
         payload = {"format": PT2E_FORMAT, "config": converted.config.to_dict(), "program": program,
                    "meta": dict(meta or {})}
         return torch_bytes({**payload, "sha256": content_digest(payload)})
-    if not hasattr(converted, "config") or not hasattr(converted, "backend"):
+    if not hasattr(converted, "config") or not is_fx_int8(converted):
         raise ValueError("an .int8 file holds a model returned by convert_int8_pt2e or convert_int8")
     state = converted.state_dict()
     check_finite(state)
