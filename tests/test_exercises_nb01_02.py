@@ -4,12 +4,14 @@ subtly wrong answer, had it passed, would change what it drives in the notebook.
 
 ``WRONG`` is read by tests/test_exercises.py too (every exercise needs three wrong answers and one
 that changes its input): rows ``(exercise, category, function, words its hint must contain)``."""
+import inspect
 import math
 
 import pytest
 import torch
 
 from helpers import exercises as ex
+from helpers import models
 from helpers.exercises import nb01_baseline, nb02_filters
 from helpers.pruning import structured as st
 
@@ -157,3 +159,11 @@ def test_every_exercise_of_01_and_02_has_three_wrong_answers_here():
     assert {n for n, e in ex.REGISTRY.items() if e.notebook in ("01", "02")} == set(NAMES)
 
 
+def test_show_after_pixel_statistics_gives_away_no_part_of_normalize(capsys):
+    # the cell before normalize's stub runs show("pixel_statistics"): it must not print (x - mean) / std
+    shown = ex.show("pixel_statistics")
+    capsys.readouterr()
+    assert "FASHION_MNIST_MEAN" in shown and "FASHION_MNIST_STD" in shown  # where the model keeps the numbers
+    assert inspect.getsource(models.Normalize.forward).strip() not in shown
+    assert not any(text in shown for text in ("/ self.std", "- self.mean", "(x - mean) / std"))
+    assert "0.2860" not in ex.REGISTRY["normalize"].statement  # nor does `--list` print the formula

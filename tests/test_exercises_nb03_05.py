@@ -149,6 +149,13 @@ def _agp_t_zero_is_start(t, T, final, initial=0.0):
     return final + (initial - final) * (1 - frac) ** 3
 
 
+def _agp_before_start_first(t, T, final, initial=0.0):
+    if t < 0:
+        return initial  # "before the start" tested first: a schedule of length 0 has none, it is s_f at once
+    frac = 1.0 if T <= 0 else min(t / T, 1.0)
+    return final + (initial - final) * (1 - frac) ** 3
+
+
 def _global_signed(weights, s):
     return unstructured.global_masks({n: w.clone() for n, w in weights.items()}, s)  # ranks w, not |w|
 
@@ -246,6 +253,7 @@ WRONG = [  # (exercise, category, wrong answer, words of the hint it must get)
     ("agp_sparsity", "after-T", _agp_unclipped_above, "after step T the sparsity must stay at the final 0.9"),
     ("agp_sparsity", "initial", _agp_from_zero, "at step 0 the sparsity must be the initial 0.2"),
     ("agp_sparsity", "T=0", _agp_t_zero_is_start, "T = 0 means the final sparsity 0.9 at once"),
+    ("agp_sparsity", "T=0-before-start", _agp_before_start_first, "T = 0 comes first, then the rule for t < 0"),
     ("global_magnitude_masks", "signed", _global_signed, "rank by |w| over all layers"),
     ("global_magnitude_masks", "per-layer", _global_per_layer, "that is a per-layer ranking"),
     ("global_magnitude_masks", "ceil", _global_ceil, "34 weights removed; floor(s·total) = 33"),
@@ -271,8 +279,21 @@ def test_every_exercise_of_03_and_05_has_three_wrong_answers_of_the_categories_t
     assert {"in-place"} <= set.intersection(*(categories[n] for n in names if n != "agp_sparsity"))
     assert {"round", "ceil", "ties-later-first", "ties-zero-row"} <= categories["row_mask"]
     assert {"4:8-and-3:8", "1:4", "ties-later-first"} <= categories["nm_mask"]
-    assert {"T=0", "after-T", "initial"} <= categories["agp_sparsity"]
+    assert {"T=0", "T=0-before-start", "after-T", "initial"} <= categories["agp_sparsity"]
     assert {"ceil", "ties-zero-layer", "ties-layer-order"} <= categories["global_magnitude_masks"]
     assert {"floor", "uniform", "tolerance"} <= categories["layer_sparsities"]
 
 
+def _markdown_with(notebook: str, text: str) -> str:
+    """The one markdown cell of ``notebook`` (03 or 05) that contains ``text``, its whitespace runs as one space."""
+    cells = json.loads((NOTEBOOKS_DIR / NOTEBOOKS[notebook]).read_text())["cells"]
+    sources = [" ".join("".join(c["source"]).split()) for c in cells if c["cell_type"] == "markdown"]
+    (source,) = [s for s in sources if text in s]
+    return source
+
+
+def test_05_contracts_state_what_the_checkers_grade():
+    bar = _markdown_with("05", "`layer_sparsities(sizes, scan, target)`")
+    assert f"within **{nb05_schedules.DECISION_MARGIN_PP:g} percentage points** of the reference's choice" in bar
+    agp = _markdown_with("05", "**Exercise 1 — `agp_sparsity")
+    assert "$T = 0$" in agp and "negative ones included" in agp  # T = 0 comes before the rule for t < 0

@@ -2,6 +2,8 @@
 hint that names their mistake, and a subtly wrong answer, had it passed, would change what it drives
 (the channels a slimmed model keeps, the frontier 08 draws, the picks 08 makes)."""
 import copy
+import json
+import math
 from collections import Counter
 
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 
 import helpers.exercises as ex
 from helpers import comparison
+from helpers.paths import NOTEBOOKS_DIR
 from helpers.pruning import slimming
 
 NAMES = ("gamma_subgradient", "global_threshold", "pareto_front", "verdict_rule")
@@ -37,6 +40,26 @@ def _sorted_abs(gammas):
 def _threshold_floor(gammas, ratio):
     values = _sorted_abs(gammas)
     n = int(ratio * len(values))  # truncates: 0.55 of 10 channels gives 5, not 6
+    return 0.0 if n == 0 else float((values[n - 1] + values[n]) / 2)
+
+
+def _threshold_half_up(gammas, ratio):
+    values = _sorted_abs(gammas)
+    n = math.floor(ratio * len(values) + 0.5)  # rounds 2.5 up to 3; Python's round gives 2 (halves to even)
+    if n >= len(values):
+        raise ValueError("every channel")
+    return 0.0 if n == 0 else float((values[n - 1] + values[n]) / 2)
+
+
+def _threshold_every_channel(gammas, ratio):
+    values = _sorted_abs(gammas)
+    n = round(ratio * len(values))
+    return 0.0 if n == 0 else float((values[n - 1] + values[n]) / 2)  # IndexError where n = every channel
+
+
+def _threshold_keeps_the_last(gammas, ratio):
+    values = _sorted_abs(gammas)
+    n = min(round(ratio * len(values)), len(values) - 1)  # quietly keeps one channel instead of saying so
     return 0.0 if n == 0 else float((values[n - 1] + values[n]) / 2)
 
 
@@ -146,6 +169,9 @@ WRONG = [  # (exercise, category, answer, words its hint must contain)
     ("gamma_subgradient", "in-place", lambda grad, gamma, s: grad.add_(s * torch.sign(gamma)),
      "your function changed its input grad"),
     ("global_threshold", "floor", _threshold_floor, "not the floor 5"),
+    ("global_threshold", "half-up", _threshold_half_up, "halves round to the EVEN neighbour"),
+    ("global_threshold", "every-channel", _threshold_every_channel, "raise ValueError when round(ratio · n) removes"),
+    ("global_threshold", "keeps-last", _threshold_keeps_the_last, "removes every channel here: raise ValueError"),
     ("global_threshold", "signed", _threshold_signed, "absolute values |γ|"),
     ("global_threshold", "kept-value", _threshold_kept_value, "the midpoint (v[n-1] + v[n]) / 2"),
     ("global_threshold", "per-layer", _threshold_per_layer, "lie below your threshold"),
@@ -175,6 +201,8 @@ def test_every_exercise_of_04_and_08_has_three_wrong_answers_and_one_that_change
     assert set(counts) == set(NAMES) and min(counts.values()) >= 3, counts
     assert {name for name, category, *_ in WRONG if category == "in-place"} == set(NAMES)
     assert {ex.REGISTRY[n].notebook for n in NAMES} == {"04", "08"}
+    # the rounding the contract states (round, halves to even) and the ratio that would remove every channel
+    assert {"floor", "half-up", "every-channel"} <= {c for n, c, *_ in WRONG if n == "global_threshold"}
     assert sum(e.notebook == "08" for e in ex.REGISTRY.values()) >= 2
 
 
@@ -187,6 +215,8 @@ def test_independent_answers_pass(capsys):
     def threshold(gammas, ratio):
         values = sorted(abs(float(v)) for g in gammas for v in g)
         n = round(ratio * len(values))
+        if n == len(values):
+            raise ValueError(f"ratio {ratio} removes all {n} channels")
         return 0.0 if n == 0 else (values[n - 1] + values[n]) / 2
 
     def front(sizes, accuracies):
@@ -201,3 +231,12 @@ def test_independent_answers_pass(capsys):
     for name, fn in zip(NAMES, (subgradient, threshold, front, rule)):
         assert ex.check(name, fn) is True, capsys.readouterr().out
 
+
+def test_04_method_leaves_the_subgradient_to_the_exercise_and_the_threshold_contract_is_complete():
+    cells = json.loads((NOTEBOOKS_DIR / "04_network_slimming.ipynb").read_text())["cells"]
+    texts = [" ".join("".join(c["source"]).split()) for c in cells]
+    stub = next(i for i, t in enumerate(texts) if t.startswith("def gamma_subgradient("))
+    assert not any("sign" in t for t in texts[:stub]), "the answer, s·sign(γ), stands above the stub"
+    assert any("\\operatorname{sign}(\\gamma_c)$ to each" in t for t in texts[stub:])  # ... and below the exercise
+    contract = next(t for t in texts if t.startswith("#### Exercise — one threshold for all layers"))
+    assert "as Python's `round` does" in contract and "`round(2.5)` = 2" in contract and "`ValueError`" in contract

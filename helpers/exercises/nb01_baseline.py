@@ -33,7 +33,8 @@ def _two_numbers(out, case: str) -> tuple[float, float]:
 
 
 @exercise("pixel_statistics", "01", "mean and standard deviation of every pixel of a uint8 image set, in [0, 1] units",
-          pixel_statistics_reference, (models.Normalize,),
+          pixel_statistics_reference, (models.Normalize.__init__,),  # where the model keeps the two numbers,
+          # not its forward: that is the answer to `normalize`, the next exercise
           hints=("images: uint8 (N, H, W), values 0..255; return (mean, std) as two Python floats",
                  "pixels scaled to [0, 1] (÷ 255); std over all N·H·W pixels, dividing by their count"))
 def _check_pixel_statistics(fn):
@@ -128,7 +129,7 @@ def _check_accuracy(fn):
     return f"matches on small cases (ties for the max, 1 and 2 of 3 right, one wrong row) and on {source}"
 
 
-@exercise("normalize", "01", "(x - 0.2860) / 0.3530: what the model does first to every image",
+@exercise("normalize", "01", "the model's first step: each pixel shifted and scaled by Fashion-MNIST's mean, std",
           normalize_reference, (models.Normalize,),
           hints=("images: (N, 1, 28, 28) in [0, 1]; mean 0.2860 and std 0.3530 of Fashion-MNIST",))
 def _check_normalize(fn):

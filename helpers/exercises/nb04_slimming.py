@@ -6,10 +6,11 @@ import math
 import torch
 
 from ..pruning import slimming
-from .core import Hint, _call, _close, _first_diff, _rand, _shape, _tensor, course_model, exercise
+from .core import (Hint, NotImplementedYet, _call, _close, _copy, _first_diff, _rand, _shape, _tensor, course_model,
+                   exercise)
 
 
-@exercise("gamma_subgradient", "04", "grad + s·sign(γ): the L1 penalty on BatchNorm γ added to the loss gradient",
+@exercise("gamma_subgradient", "04", "the gradient of loss + s·Σ|γ| with respect to BatchNorm γ, given the loss's",
           slimming.gamma_subgradient, (slimming.gamma_subgradient, slimming.add_gamma_l1_hooks),
           hints=("grad, gamma: (C,) float tensors; s: float >= 0; returns a new (C,) tensor of grad's dtype",
                  "the subgradient of s·|γ| at γ = 0 is taken as 0; grad and gamma are left unchanged"))
@@ -62,6 +63,10 @@ def _threshold_mistake(t: float, gammas: list, ratio: float) -> str:
     same = lambda v: math.isclose(t, v, rel_tol=1e-5, abs_tol=1e-9)  # noqa: E731
     if n == 0:
         return "ratio·n rounds to 0: nothing is removed, so return 0.0"
+    half_up = math.floor(ratio * len(values) + 0.5)
+    if half_up != n and same(_midpoint(values, half_up)):
+        return (f"ratio·n = {ratio * len(values):g} lies halfway: halves round to the EVEN neighbour, as Python's "
+                f"round() does (round({ratio * len(values):g}) = {n}), not up (floor(x + 0.5) = {half_up})")
     if floor != n and same(_midpoint(values, floor)):
         return f"n = round(ratio·n) = round({ratio * len(values):g}) = {n} channels, not the floor {floor}"
     if same(_midpoint(signed, n)):
@@ -78,17 +83,20 @@ def _threshold_mistake(t: float, gammas: list, ratio: float) -> str:
           slimming.global_threshold, (slimming.global_threshold,),
           hints=("gammas: list of (C_l,) float tensors, one per BatchNorm, signs either way; ratio in [0, 1)",
                  "returns a Python float: the midpoint between the largest removed and the smallest kept |γ| "
-                 "when round(ratio · total) channels go; 0.0 when none go"))
+                 "when round(ratio · total) channels go (Python's round: halves to even); 0.0 when none go",
+                 "a ratio whose round(ratio · total) is every channel raises ValueError"))
 def _check_threshold(fn):
-    """Ratios 0.3, 0.55 (round ≠ floor), 0, 0.9 (one channel kept) on 10 γ, |γ| tied at the cut, a
-    one-channel layer, and the model's γ: the named mistake, else how many |γ| lie below."""
+    """Ratios 0.3, 0.55 (round ≠ floor), 0.25 (a half: to even), 0, 0.9 (one channel kept) on 10 γ, |γ|
+    tied at the cut, a one-channel layer, and the model's γ: the named mistake, else how many |γ| lie
+    below; then 0.96 of 10 (rounds to every channel) must raise ValueError."""
     model, source = course_model()
     small = [torch.tensor([0.9, -0.05, 0.4]), torch.tensor([-0.8, 0.02, 0.3, 0.07]),
              torch.tensor([0.01, -0.6, 0.5])]
     tied = [torch.tensor([0.2, -0.2, 0.5]), torch.tensor([0.1]), torch.tensor([0.2, 0.7])]
     real = [bn.weight.detach().clone() for bn in model.bn_layers()]
     cases = [(small, 0.3, "3 layers, 10 γ, ratio 0.3"), (small, 0.55, "3 layers, 10 γ, ratio 0.55"),
-             (small, 0.0, "ratio 0"), (small, 0.9, "3 layers, 10 γ, ratio 0.9 (one channel kept)"),
+             (small, 0.25, "3 layers, 10 γ, ratio 0.25 (ratio·n = 2.5, a half)"), (small, 0.0, "ratio 0"),
+             (small, 0.9, "3 layers, 10 γ, ratio 0.9 (one channel kept)"),
              (tied, 0.4, "|γ| 0.2 three times, tied at the cut, and a one-channel layer, ratio 0.4"),
              (real, 0.5, f"the γ of {source}, ratio 0.5")]
     for gammas, ratio, case in cases:
@@ -109,4 +117,22 @@ def _check_threshold(fn):
         n_remove, below = int(round(ratio * len(values))), int((values < t).sum())
         raise Hint(f"{below} of the {len(values)} |γ| lie below your threshold {t:.4g}; exactly round(ratio·n) = "
                    f"{n_remove} must — rank |γ| of all layers together, threshold (v[n-1] + v[n]) / 2 ({case})")
-    return f"matches on small cases (round ≠ floor, ratio 0, ties at the cut) and on all BatchNorm γ of {source}"
+    _expect_value_error(fn, small, 0.96, "3 layers, 10 γ, ratio 0.96: round(9.6) = 10, every channel")
+    return (f"matches on small cases (round ≠ floor, a half rounded to even, ratio 0, ties at the cut) and on all "
+            f"BatchNorm γ of {source}; raises ValueError where every channel would go")
+
+
+def _expect_value_error(fn, gammas: list, ratio: float, case: str) -> None:
+    """A Hint unless ``fn(gammas, ratio)`` raises ValueError (the ratio would remove every channel)."""
+    passed = _copy(gammas)
+    try:
+        out = fn(passed, ratio)
+    except NotImplementedError:
+        raise NotImplementedYet from None
+    except ValueError:
+        return
+    except Exception as exc:
+        raise Hint(f"raise ValueError when round(ratio · n) removes every channel (a model needs at least one), "
+                   f"got {type(exc).__name__}: {exc} ({case})") from None
+    raise Hint(f"round(ratio · n) removes every channel here: raise ValueError (a model needs at least one "
+               f"channel), got {out!r} ({case})")

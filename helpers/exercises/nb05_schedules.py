@@ -30,10 +30,10 @@ def _sparsity(fn, t, T, final, initial, case: str, note: str = "") -> float:
 @exercise("agp_sparsity", "05", "cubic AGP: s_f + (s_i - s_f)·(1 - t/T)³, held at s_f after T",
           schedules.cubic_sparsity, (schedules.cubic_sparsity,),
           hints=("agp_sparsity(step, T, final, initial=0.0) -> float",
-                 "clip t/T to [0, 1]; T = 0 means the final sparsity at once"))
+                 "clip t/T to [0, 1]; T = 0 means the final sparsity at once, at every step (before 0 too)"))
 def _check_agp(fn):
-    """Two schedules step by step (start, T/2, end, held after T), steps before the start, T = 0,
-    then the course's AGP events."""
+    """Two schedules step by step (start, T/2, end, held after T), steps before the start, T = 0
+    (at steps 0, 5 and -2: s_f, which comes before the rule for t < 0), then the course's AGP events."""
     for T, final, initial in [(10, 0.9, 0.0), (7, 0.95, 0.2)]:
         case = f"T = {T}, final {final}, initial {initial}"
         got = {t: _sparsity(fn, t, T, final, initial, case) for t in (0, T / 2, T, T + 3, 2 * T) + tuple(range(T))}
@@ -59,19 +59,21 @@ def _check_agp(fn):
         if not math.isclose(out, initial, abs_tol=1e-6):
             raise Hint(f"before the start (step {t}) the sparsity stays at the initial {initial}: clip t/T to [0, 1] "
                        f"from below too, got {out:.4g} ({case})")
-    for t, final, initial in [(0, 0.9, 0.0), (5, 0.8, 0.3)]:
+    for t, final, initial in [(0, 0.9, 0.0), (5, 0.8, 0.3), (-2, 0.9, 0.1)]:
         case = f"T = 0, final {final}, initial {initial}"
         out = _sparsity(fn, t, 0, final, initial, case, note="T = 0 means the final sparsity at once: don't divide by T")
         if not math.isclose(out, final, abs_tol=1e-6):
-            raise Hint(f"T = 0 means the final sparsity {final} at once (at every step), got {out:.4g} at step {t} "
-                       f"({case})")
+            before = (" — a schedule of length 0 has no 'before the start': T = 0 comes first, then the rule for "
+                      "t < 0" if t < 0 and math.isclose(out, initial, abs_tol=1e-6) else "")
+            raise Hint(f"T = 0 means the final sparsity {final} at once (at every step, negative ones too), got "
+                       f"{out:.4g} at step {t}{before} ({case})")
     schedule = schedules.PruningSchedule("agp", 0.95, epochs=6, prune_steps=5, prune_epochs=3)
     for step, s in schedule.events(steps_per_epoch=10):
         out = _sparsity(fn, step / 10, 3, 0.95, 0.0, "the course's AGP events")
         if not math.isclose(out, s, abs_tol=1e-6):
             raise Hint(f"at epoch {step / 10:g} of the course's 5-step AGP to 95% expected {s:.4g}, got {out:.4g}")
-    return "starts at s_i (and before), is cubic, reaches s_f at T and stays there, T = 0 at once; " \
-           "matches the course's AGP events"
+    return "starts at s_i (and before), is cubic, reaches s_f at T and stays there, T = 0 at once (at every " \
+           "step); matches the course's AGP events"
 
 
 def global_magnitude_reference(weights: dict[str, Tensor], sparsity: float) -> dict[str, Tensor]:
@@ -236,7 +238,8 @@ def _accuracy_hint(chosen: dict, sizes: dict, scan: dict, got: float, ref: float
           "loss of validation accuracy", layer_sparsities_reference,
           (sweeps.sensitivity_scan, sweeps.removed_weights, unstructured.prune_per_layer),
           hints=("layer_sparsities(sizes, scan, target) -> {layer: sparsity in [0, 1)}",
-                 "layer l loses floor(s_l · n_l) weights; together at least floor(target · N)"))
+                 "layer l loses floor(s_l · n_l) weights; together at least floor(target · N)",
+                 f"graded: validation accuracy within {DECISION_MARGIN_PP:g} points of the reference's greedy choice"))
 def _check_layer_sparsities(fn):
     """At 80% and 90% of all weights: every layer given a sparsity in [0, 1), at least floor(target·N)
     weights removed (a layer loses floor(s·n)), and the validation accuracy of the course model pruned so
