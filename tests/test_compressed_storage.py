@@ -103,7 +103,7 @@ def test_scales_and_biases_rounded_to_half_are_stored_in_two_bytes_losslessly(tm
     assert half_path.stat().st_size < plain_path.stat().st_size
 
 
-def test_other_coders_that_compute_the_same_write_the_same_file(pruned_quantized):
+def test_other_coders_that_compute_the_same_write_the_same_file(pruned_quantized, tmp_path):
     import numpy as np
 
     from helpers.storage.compressed import decode, encode_with_stages
@@ -124,6 +124,8 @@ def test_other_coders_that_compute_the_same_write_the_same_file(pruned_quantized
     course, stages = encode_with_stages(pruned_quantized)
     theirs, their_stages = encode_with_stages(pruned_quantized, None, gaps_by_hand, pack_by_hand)
     assert theirs == course and their_stages == stages
+    written = save(pruned_quantized, tmp_path / "theirs.ccz", gaps_fn=gaps_by_hand, pack_fn=pack_by_hand)  # helpers.save
+    assert written.read_bytes() == course
     x = torch.rand(4, 1, 28, 28)
     assert torch.equal(decode(theirs)(x), pruned_quantized(x))
     with pytest.raises(ValueError, match="does not encode the positions"):

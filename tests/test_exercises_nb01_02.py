@@ -159,6 +159,76 @@ def test_every_exercise_of_01_and_02_has_three_wrong_answers_here():
     assert {n for n, e in ex.REGISTRY.items() if e.notebook in ("01", "02")} == set(NAMES)
 
 
+# ------------------------------------------------------------------ references against hand values
+def test_pixel_statistics_on_hand_computed_cases():
+    image = torch.tensor([[[0, 255], [51, 102]]], dtype=torch.uint8)  # 0, 1, 0.2, 0.4: mean 0.4
+    mean, std = nb01_baseline.pixel_statistics_reference(image)
+    assert mean == pytest.approx(0.4) and std == pytest.approx(math.sqrt((0.16 + 0.36 + 0.04 + 0.0) / 4))
+    assert nb01_baseline.pixel_statistics_reference(torch.full((1, 1, 1), 200, dtype=torch.uint8))[1] == 0.0
+    greys = torch.tensor([0, 255], dtype=torch.uint8)[:, None, None].expand(2, 3, 3)  # half black, half white
+    assert nb01_baseline.pixel_statistics_reference(greys) == pytest.approx((0.5, 0.5))
+
+
+def test_safe_ratios_reference_and_the_helper_agree_with_hand_values():
+    scan = {"flat": [93.9, 93.5, 93.0], "dip": [93.5, 90.0, 93.8], "steep": [80.0, 70.0, 60.0]}
+    ratios, want = [0.2, 0.4, 0.6], {"flat": 0.6, "dip": 0.2, "steep": 0.0}
+    for fn in (nb02_filters.safe_ratios_reference, st.ratios_from_sensitivity):
+        assert fn(scan, ratios, 94.0, 1.5) == want
+        assert fn({"flat": scan["flat"][::-1]}, ratios[::-1], 94.0, 1.5) == {"flat": 0.6}  # any order
+    big, big_ratios = nb02_filters._scan_table(5)
+    for max_drop in (0.0, 0.5, 1.0, 2.0, 5.0):
+        assert st.ratios_from_sensitivity(big, big_ratios, 94.02, max_drop) == \
+            nb02_filters.safe_ratios_reference(big, big_ratios, 94.02, max_drop)
+
+
+def test_filter_l1_reference_equals_the_helpers_scores_on_every_layer():
+    model = ex.course_model()[0]
+    assert all(torch.allclose(st.l1_scores(model, nb02_filters.filter_l1_reference)[name], score)
+               for name, score in st.l1_scores(model).items())
+
+
+# ------------------------------------------- a subtly wrong answer would change what it drives
+def test_a_wrong_filter_score_would_prune_other_filters(random_model):
+    l2 = lambda w: w.flatten(1).norm(dim=1)  # noqa: E731  (L2 instead of L1: refused by check)
+    assert ex.check("filter_l1_scores", l2) is False
+    right = st.plan_l1(random_model, 0.5, 0.5, scorer=nb02_filters.filter_l1_reference)
+    assert all(torch.equal(a, b) for a, b in zip(right.conv + right.fc, st.plan_l1(random_model, 0.5, 0.5).conv
+                                                  + st.plan_l1(random_model, 0.5, 0.5).fc))
+    wrong = st.plan_l1(random_model, 0.5, 0.5, scorer=l2)
+    assert any(not torch.equal(a, b) for a, b in zip(right.conv + right.fc, wrong.conv + wrong.fc))
+
+
+def test_wrong_fc1_columns_would_change_the_pruned_models_outputs(random_model):
+    plan = st.plan_l1(random_model, 0.5, 0.3)
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        exact = st.remove_channels(random_model, plan)(x)
+        assert torch.equal(st.remove_channels(random_model, plan, columns=st.fc1_columns)(x), exact)
+        wrong = dict((row[1], row[2]) for row in WRONG if row[0] == "fc1_kept_columns")["position-major"]
+        assert not torch.allclose(st.remove_channels(random_model, plan, columns=wrong)(x), exact)
+
+
+def test_a_safe_ratio_past_the_dip_would_prune_a_layer_harder(random_model):
+    ratios = [0.25, 0.5, 0.75]
+    scan = {name: [93.0, 93.0, 93.0] for name in st.prunable_structure_names(random_model)}
+    scan["classifier.fc1"] = [92.5, 88.0, 92.8]  # a dip at 0.5, recovering at 0.75
+    right = st.layer_ratios(random_model, scan, ratios, 93.0, 0.3, 1.0, [1, 1, 1],
+                            safe=nb02_filters.safe_ratios_reference)
+    wrong = st.layer_ratios(random_model, scan, ratios, 93.0, 0.3, 1.0, [1, 1, 1], safe=_safe_anywhere)
+    assert right == st.layer_ratios(random_model, scan, ratios, 93.0, 0.3, 1.0, [1, 1, 1])
+    assert right[1] == [0.25, 0.75] and wrong[1] == [0.75, 0.75]
+    fc1_kept = [st.prune_l1(random_model, *ratios).config.fc_features[0] for ratios in (wrong, right)]
+    assert fc1_kept[0] < fc1_kept[1]
+
+
+def test_use_hands_the_learners_function_to_what_follows(capsys):
+    def mine(weight):
+        return weight.abs().flatten(1).sum(1)
+
+    assert ex.use("filter_l1_scores", mine) is mine and ex.in_use("filter_l1_scores") == "yours"
+    assert ex.use("safe_ratios", _safe_anywhere) is nb02_filters.safe_ratios_reference
+    assert "run the reference" in capsys.readouterr().out.splitlines()[-1]
+
 def test_show_after_pixel_statistics_gives_away_no_part_of_normalize(capsys):
     # the cell before normalize's stub runs show("pixel_statistics"): it must not print (x - mean) / std
     shown = ex.show("pixel_statistics")

@@ -284,6 +284,69 @@ def test_every_exercise_of_03_and_05_has_three_wrong_answers_of_the_categories_t
     assert {"floor", "uniform", "tolerance"} <= categories["layer_sparsities"]
 
 
+def test_the_decision_is_graded_by_accuracy_not_by_the_reference_choice(capsys):
+    sizes, scan = nb05_schedules.decision_inputs()
+    model = ex.course_model()[0]
+
+    def lamp_choice(sizes, scan, target):  # another sound choice: the per-layer sparsities of global LAMP
+        _, masks = unstructured.prune_model(model, "lamp", target, group="global")
+        return {name: (int((~masks[name]).sum()) + 0.5) / n for name, n in sizes.items()}  # floor: that count
+
+    if all(abs(a - scan[n][0.0]) < 5 for n in scan for a in scan[n].values()):
+        pytest.skip("an untrained course model: the scan says nothing")
+    assert lamp_choice(sizes, scan, 0.8) != nb05_schedules.layer_sparsities_reference(sizes, scan, 0.8)
+    assert ex.check("layer_sparsities", lamp_choice) is True, capsys.readouterr().out
+    assert "validation images" in capsys.readouterr().out
+
+
+def test_decision_inputs_are_copies_of_what_the_checker_grades_with():
+    sizes, scan = nb05_schedules.decision_inputs()
+    assert list(sizes) == list(unstructured.select_layers(ex.course_model()[0], "all"))
+    assert all(0.0 in row and sorted(row) == [0.0, *nb05_schedules.SCAN_SPARSITIES] for row in scan.values())
+    scan[next(iter(scan))].clear()
+    assert all(len(row) == 1 + len(nb05_schedules.SCAN_SPARSITIES) for row in nb05_schedules.decision_inputs()[1].values())
+
+
+# --------------------------------------------------------------------------- the notebooks: exercise first
+def _cells(notebook: str) -> list[dict]:
+    return json.loads((NOTEBOOKS_DIR / NOTEBOOKS[notebook]).read_text())["cells"]
+
+
+def _text(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+@pytest.mark.parametrize("notebook", sorted(EXERCISES))
+def test_each_exercise_comes_before_its_answer_and_drives_what_follows(notebook):
+    cells = _cells(notebook)
+    for name in EXERCISES[notebook]:
+        stub = next(i for i, c in enumerate(cells) if c["cell_type"] == "code" and f"def {name}(" in _text(c))
+        source = _text(cells[stub])
+        assert "raise NotImplementedError" in source, name
+        assert source.rstrip().endswith(f'if check("{name}", {name}):\n    show("{name}")'), name
+        code_before = [_text(c) for c in cells[:stub] if c["cell_type"] == "code"]
+        assert not any(f'show("{name}")' in s or f'solution("{name}")' in s for s in code_before), name
+        contract = next(_text(c) for c in reversed(cells[:stub]) if c["cell_type"] == "markdown")
+        assert f"`{name}(" in contract or f"`{name}`" in contract, name
+        assert any(re.search(rf'use\("{name}", {name}\)', _text(c)) for c in cells[stub + 1:]), name
+
+
+def test_the_contracts_state_ties_and_rounding():
+    contracts = {name: next(_text(c) for c in _cells(nb) if c["cell_type"] == "markdown" and f"`{name}(" in _text(c))
+                 for nb, names in EXERCISES.items() for name in names}
+    for name in ("row_mask", "nm_mask", "global_magnitude_masks"):
+        assert "earlier" in contracts[name] and "Ties" in contracts[name], name
+    assert r"\lfloor" in contracts["row_mask"] and "not the rounded value" in contracts["row_mask"]
+    assert "T = 0" in contracts["agp_sparsity"] and "before the start" in contracts["agp_sparsity"]
+    assert "floor" in contracts["layer_sparsities"]
+    for contract in contracts.values():  # the contract, never the code
+        assert not re.search(r"\.(reshape|scatter_|argsort|sort|topk|unfold)\(", contract), contract
+
+
+@pytest.mark.parametrize("notebook, printed", [("03", "impl.describe()"), ("05", "ranking_impl.describe()")])
+def test_the_notebooks_print_which_implementation_ran(notebook, printed):
+    assert any(printed in _text(c) for c in _cells(notebook) if c["cell_type"] == "code")
+
 def _markdown_with(notebook: str, text: str) -> str:
     """The one markdown cell of ``notebook`` (03 or 05) that contains ``text``, its whitespace runs as one space."""
     cells = json.loads((NOTEBOOKS_DIR / NOTEBOOKS[notebook]).read_text())["cells"]

@@ -206,7 +206,6 @@ def test_every_exercise_of_04_and_08_has_three_wrong_answers_and_one_that_change
     assert sum(e.notebook == "08" for e in ex.REGISTRY.values()) >= 2
 
 
-
 def test_independent_answers_pass(capsys):
     """Answers written without the helpers: a learner's plausible right code passes too."""
     def subgradient(grad, gamma, s):
@@ -231,6 +230,66 @@ def test_independent_answers_pass(capsys):
     for name, fn in zip(NAMES, (subgradient, threshold, front, rule)):
         assert ex.check(name, fn) is True, capsys.readouterr().out
 
+
+def test_the_exercises_are_listed():
+    listed = "\n".join(ex.listing())
+    assert all(f"  {name}" in listed for name in NAMES)
+
+
+def test_use_hands_on_a_passing_answer_and_the_reference_otherwise(capsys):
+    def mine(ci, seeds):
+        return comparison.interval_verdict(ci, seeds)
+
+    assert ex.use("verdict_rule", mine) is mine and ex.in_use("verdict_rule") == "yours"
+    assert "the cells below run YOUR function" in capsys.readouterr().out
+    assert ex.use("verdict_rule", _rule_touching) is comparison.interval_verdict
+    assert ex.in_use("verdict_rule") == "the reference" and "it has not passed check yet" in capsys.readouterr().out
+
+
+# ------------------------------------------------ had a wrong answer passed, what it drives would change
+def test_a_truncating_threshold_would_keep_other_channels_in_the_slimmed_model(random_model):
+    with torch.no_grad():  # |γ| spread as sparsity training leaves them
+        for bn in random_model.bn_layers():
+            bn.weight.uniform_(0.0, 1.5)
+    ratio = 0.5575  # of 224 channels: 124.88, rounded 125, truncated 124
+    right = slimming.slimming_plan(random_model, ratio, 1)
+    wrong = slimming.slimming_plan(random_model, ratio, 1, threshold_fn=_threshold_floor)
+    assert sum(wrong.conv_channels) == sum(right.conv_channels) + 1  # one more channel kept: another model
+
+
+def test_a_sign_zero_subgradient_would_move_gammas_that_sit_at_zero(random_model):
+    model = random_model.train()
+    with torch.no_grad():
+        model.features.block1.bn.weight[:4] = 0.0  # channels already removed by the penalty
+    results = []
+    for subgradient in (slimming.gamma_subgradient, _grad_sign0_is_one):
+        m = copy.deepcopy(model)
+        opt = torch.optim.SGD([bn.weight for bn in m.bn_layers()], lr=0.1)
+        with slimming.gamma_l1_penalty(m, 0.5, subgradient=subgradient):
+            opt.zero_grad()
+            (m(torch.zeros(2, 1, 28, 28)).sum() * 0).backward()  # the penalty's gradient alone
+            opt.step()
+        results.append(m.features.block1.bn.weight.detach()[:4].clone())
+    assert torch.equal(results[0], torch.zeros(4)) and (results[1] != 0).all()
+
+
+def test_a_strict_dominance_front_would_draw_a_point_that_is_not_on_the_frontier():
+    frame = pd.DataFrame({"name": ["a", "b", "c"], "bytes": [100.0, 100.0, 300.0], "test_accuracy": [90.0, 92.0, 93.0]})
+    right = comparison.pareto_front(frame, "bytes")["name"].tolist()
+    wrong = comparison.pareto_front(frame, "bytes", front=_front_strict)["name"].tolist()
+    assert right == ["b", "c"] and wrong == ["a", "b", "c"]
+
+
+def test_a_touching_interval_rule_would_keep_a_dearer_model_the_rule_calls_a_tie():
+    front = pd.DataFrame([{"name": "small", "weights_file": "s", "bytes": 100.0},
+                          {"name": "big", "weights_file": "b", "bytes": 300.0}])
+    small = torch.ones(400, dtype=torch.bool)
+    small[0] = False
+    big = torch.ones(400, dtype=torch.bool)  # right on that one image: most resamples miss it, the interval is [0, x]
+    assert comparison.paired_comparison(big, small).ci95_pp[0] == 0.0
+    right = comparison.frontier_walk(front, {"s": small, "b": big}, "bytes")
+    wrong = comparison.frontier_walk(front, {"s": small, "b": big}, "bytes", decide=_rule_touching)
+    assert right["kept"].tolist() == [True, False] and wrong["kept"].tolist() == [True, True]
 
 def test_04_method_leaves_the_subgradient_to_the_exercise_and_the_threshold_contract_is_complete():
     cells = json.loads((NOTEBOOKS_DIR / "04_network_slimming.ipynb").read_text())["cells"]

@@ -137,6 +137,51 @@ def test_ste_gradient_is_one_inside_the_range_and_zero_outside():
     assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]  # range [0, 1.5]
 
 
+def _ste(x):  # a straight-through rounding: forward round(x), gradient 1
+    return x + (torch.round(x) - x).detach()
+
+
+def test_a_straight_through_round_fn_gives_the_kernels_values_and_gradient():
+    g = torch.Generator().manual_seed(4)
+    w = (torch.randn(6, 5, 3, 3, generator=g) * 0.3).requires_grad_(True)
+    scales = weight_scales(w, 4, clip="mse")  # clips the tails: codes beyond the range
+    with torch.no_grad():
+        w[0, 0, 0, 0] = 7 * scales[0]  # exactly on the largest code: the kernel's gradient is 1 there
+    kernel, ours = fake_quantize_weight(w, scales, 4), fake_quantize_weight(w, scales, 4, round_fn=_ste)
+    assert torch.equal(kernel, ours)
+    grad_kernel, grad_ours = (torch.autograd.grad(y.sum(), w)[0] for y in (kernel, ours))
+    assert grad_kernel[0, 0, 0, 0] == 1 and (grad_kernel == 0).any()  # the bound passes, the clipped do not
+    torch.testing.assert_close(grad_ours, grad_kernel, rtol=1e-6, atol=0)  # s * (1/s): within an ulp of 1
+    x = torch.cat([torch.randn(500, generator=g) * 2, torch.tensor([-0.3, 1.2])]).requires_grad_(True)
+    scale, zero_point = torch.tensor(0.1), torch.tensor(3, dtype=torch.int32)  # codes -3 .. 12 are the bounds
+    kernel, ours = (fake_quantize_activation(x, scale, zero_point, 4, round_fn=fn) for fn in (None, _ste))
+    assert torch.equal(kernel, ours)
+    grad_kernel, grad_ours = (torch.autograd.grad(y.sum(), x)[0] for y in (kernel, ours))
+    assert torch.equal(grad_ours, grad_kernel) and grad_kernel[-2:].tolist() == [1.0, 1.0]
+
+
+def test_qat_through_a_round_fn_trains_as_the_kernel_does_and_leaves_the_kernel_in_place(small_trained, quick_splits):
+    from helpers.quantization.fake import straight_through
+
+    start = ptq(small_trained, calibration_batch(quick_splits.train, 128), 4, 4)
+    trained = {}
+    for name, fn in (("kernel", None), ("ste", _ste), ("round", torch.round)):
+        model = copy.deepcopy(start)
+        torch.manual_seed(0)  # the same dropout masks in every run
+        qat(model, Batches(quick_splits.train.head(256), 64, shuffle=True, seed=0), epochs=1, lr=1e-3, device="cpu",
+            round_fn=fn)
+        assert all(m.round_fn is None for layer in quant_layers(model).values() for m in (layer, layer.input_quant))
+        trained[name] = model.state_dict()
+    for key, value in trained["kernel"].items():
+        torch.testing.assert_close(trained["ste"][key], value, rtol=1e-4, atol=1e-6)
+    # torch.round passes no gradient: the weights only decay (AdamW) instead of learning
+    assert not torch.allclose(trained["round"]["classifier.fc1.weight"], trained["kernel"]["classifier.fc1.weight"],
+                              rtol=1e-3, atol=1e-6)
+    with straight_through(start, _ste):
+        assert all(layer.round_fn is _ste and layer.input_quant.round_fn is _ste for layer in quant_layers(start).values())
+    assert all(layer.round_fn is None for layer in quant_layers(start).values())
+
+
 def test_per_tensor_weights_share_one_scale_that_covers_the_largest_channel(random_model):
     per_channel = quant_layers(quantize_model(random_model, 4, None, weight_clip="max"))
     per_tensor = quant_layers(quantize_model(random_model, 4, None, weight_clip="max", weight_granularity="tensor"))

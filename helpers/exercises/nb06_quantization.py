@@ -171,7 +171,7 @@ def _gradient_hint(grad: Tensor | None, x: Tensor, case: str) -> str:
 
 
 @exercise("ste_round", "06", "straight-through round: forward round(x), gradient 1 in backward",
-          ste_round_reference, (qcodes.fake_quantize_weight, fake._QuantMixin.quantized_weight),
+          ste_round_reference, (qcodes.fake_quantize_weight, qcodes._clamp_straight, fake.straight_through),
           hints=("x: a float tensor that requires grad; return a tensor of x's shape",
                  "forward: round(x), halves to the even integer as torch.round does (0.5 → 0, 1.5 → 2, -2.5 → -2)",
                  "backward: the gradient reaching x is exactly 1 everywhere, no clipping"))

@@ -5,8 +5,9 @@ ranking, global and model-wide, first conv and last layer dense), quantizes its 
 (per output channel, symmetric, so pruned weights stay code 0; first conv and last layer at 8 bits)
 rounds its scales and biases to float16 values as 07 does (``combined.half_precision_side_tensors``),
 and encodes the Deep-Compression file **in memory** with ``helpers.storage.compressed.encode_with_stages``: the
-byte count is that of the file ``helpers.save`` would write. Accuracy is measured on the
-fixed validation subset.
+byte count is that of the file ``helpers.save`` would write, its positions and codes written by the
+``gaps_fn``/``pack_fn`` given to ``prepare`` (a learner's ``relative_gaps``/``pack_bits``; None: the
+course's coders). Accuracy is measured on the fixed validation subset.
 
 Weight-only post-training quantization, no QAT and no fine-tuning: 07 itself trains (QAT with the
 masks kept) for its committed point, the reference. ``quantize_model(pruned, bits, None)`` is what
@@ -26,6 +27,7 @@ import copy
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Callable
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -59,7 +61,8 @@ CONTROLS = {
 @dataclass(frozen=True)
 class CombinedState:
     """The loaded (dense) model, the subset, its global ranking and the size of its dense .pt file;
-    what moves reuse: the quantized first block's output on the subset, results per control values."""
+    what moves reuse: the quantized first block's output on the subset, results per control values;
+    the coders that write each move's file (``compressed.sparse_codes``; None: the course's)."""
 
     model: nn.Module
     images: Tensor
@@ -70,6 +73,8 @@ class CombinedState:
     weight_clip: str = "mse"
     hidden: Tensor | None = None  # block1_output of any move's model (first conv: dense, 8-bit)
     results: OrderedDict = field(default_factory=OrderedDict)
+    gaps_fn: Callable | None = None
+    pack_fn: Callable | None = None
 
 
 def dense_file_bytes(model: nn.Module) -> int:
@@ -77,10 +82,12 @@ def dense_file_bytes(model: nn.Module) -> int:
     return len(encode_checkpoint(model))
 
 
-def prepare(model: nn.Module, splits, n: int = VAL_IMAGES, weight_clip: str = "mse") -> CombinedState:
+def prepare(model: nn.Module, splits, n: int = VAL_IMAGES, weight_clip: str = "mse", gaps_fn=None,
+            pack_fn=None) -> CombinedState:
     """The state of the live view: ``model`` in eval mode, its LAMP ranking, the first ``n`` validation
     images. ``weight_clip``: 07's ``"mse"`` clipping search, or ``"max"`` (no search: faster, worse at
-    2-3 bits)."""
+    2-3 bits). ``gaps_fn(positions, max_gap)``, ``pack_fn(values, bits)``: the coders every move's file
+    is written with (e.g. a learner's ``relative_gaps`` and ``pack_bits``; None: the course's)."""
     if weight_clip not in CLIP_METHODS:
         raise ValueError(f"weight_clip must be one of {CLIP_METHODS}, got {weight_clip!r}")
     model = model.eval()
@@ -91,7 +98,7 @@ def prepare(model: nn.Module, splits, n: int = VAL_IMAGES, weight_clip: str = "m
     # every move's first block: the dense first conv quantized at the edge bits (8), float input
     hidden = block1_output(half_precision_side_tensors(quantize_model(model, 8, None, weight_clip=weight_clip)), images)
     return CombinedState(model, images, labels, ranking, dense_file_bytes(model), val_accuracy(model, images, labels),
-                         weight_clip, hidden)
+                         weight_clip, hidden, gaps_fn=gaps_fn, pack_fn=pack_fn)
 
 
 def point(state: CombinedState, sparsity: float, bits: int) -> dict:
@@ -112,7 +119,8 @@ def compute_point(state: CombinedState, sparsity: float, bits: int) -> dict:
     """``point`` without the stored results."""
     pruned = apply_masks(copy.deepcopy(state.model).eval(), state.ranking.masks(float(sparsity)))
     qmodel = half_precision_side_tensors(quantize_model(pruned, bits, None, weight_clip=state.weight_clip))
-    data, stages = encode_with_stages(qmodel, meta={"bits": bits, "sparsity": float(sparsity), "live": True})
+    data, stages = encode_with_stages(qmodel, {"bits": bits, "sparsity": float(sparsity), "live": True},
+                                      state.gaps_fn, state.pack_fn)
     if state.hidden is None:
         accuracy = val_accuracy(qmodel, state.images, state.labels)
     else:

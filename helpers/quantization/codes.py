@@ -140,16 +140,34 @@ def dequantize_weight(codes: Tensor, scales: Tensor) -> Tensor:
     return codes.float() * scales.float().reshape(shape)
 
 
-def fake_quantize_weight(weight: Tensor, scales: Tensor, bits: int) -> Tensor:
-    """Quantize-dequantize per output channel (symmetric, narrow); gradient = straight-through."""
+def _clamp_straight(q: Tensor, qmin: int, qmax: int) -> Tensor:
+    """``clamp(q, qmin, qmax)`` whose gradient is 1 where ``qmin <= q <= qmax``, the bounds included
+    (the fused fake-quantize kernels' rule; ``torch.clamp`` gives 0 on the bounds), else 0."""
+    return torch.where((q >= qmin) & (q <= qmax), q, q.detach().clamp(qmin, qmax))
+
+
+def fake_quantize_weight(weight: Tensor, scales: Tensor, bits: int, round_fn=None) -> Tensor:
+    """Quantize-dequantize per output channel (symmetric, narrow); gradient = straight-through.
+
+    ``round_fn``: a straight-through rounding (forward ``round``, gradient 1; e.g. a learner's
+    ``ste_round``) in place of PyTorch's fused kernel, whose rule it spells out: the same values bit
+    for bit (``w * (1/s)``, as the kernel computes), gradient 1 where the code is not clamped, else 0.
+    """
     qmin, qmax = symmetric_range(bits)
+    if round_fn is not None:
+        s = scales.float().reshape((-1,) + (1,) * (weight.ndim - 1))
+        return _clamp_straight(round_fn(weight * (1.0 / s)), qmin, qmax) * s
     zeros = torch.zeros(len(scales), dtype=torch.int32, device=weight.device)
     return torch.fake_quantize_per_channel_affine(weight, scales.float(), zeros, 0, qmin, qmax)
 
 
-def fake_quantize_activation(x: Tensor, scale: Tensor, zero_point: Tensor, bits: int) -> Tensor:
-    """Quantize-dequantize per tensor (unsigned, asymmetric); gradient = straight-through."""
+def fake_quantize_activation(x: Tensor, scale: Tensor, zero_point: Tensor, bits: int, round_fn=None) -> Tensor:
+    """Quantize-dequantize per tensor (unsigned, asymmetric); gradient = straight-through
+    (``round_fn``: as in ``fake_quantize_weight``)."""
     qmin, qmax = unsigned_range(bits)
+    if round_fn is not None:
+        z = torch.as_tensor(zero_point, device=x.device).float()
+        return (_clamp_straight(round_fn(x * (1.0 / scale)) + z, qmin, qmax) - z) * scale
     return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, qmin, qmax)
 
 

@@ -22,7 +22,9 @@ with BatchNorm folded into the convolutions and every Conv2d/Linear swapped for 
 ``QuantConv2d``/``QuantLinear`` that fake-quantizes its **input** activations and its **weights**
 with ``torch.fake_quantize_per_tensor_affine`` / ``torch.fake_quantize_per_channel_affine``.
 Their gradient is the straight-through estimator (identity inside the clipping range, zero
-outside), which is what quantization-aware training (QAT) needs.
+outside), which is what quantization-aware training (QAT) needs. ``qat(..., round_fn=ste_round)``
+(or ``straight_through``) makes every fake quantizer round with a given straight-through rounding
+instead (e.g. a learner's): the same values, that function's gradient.
 
 Policy for the first and last layers (``edge_bits``, default 8): the first conv (whose input is the
 image) and the last Linear (whose output is the logits) keep 8-bit weights and 8-bit inputs; they
@@ -31,6 +33,7 @@ every other layer (the notebook measures both).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 
@@ -80,8 +83,10 @@ class ActQuant(nn.Module):
 
     ``observing = True``: pass-through, collecting the min, max and a random sample of values.
     ``compute_qparams()`` then fixes ``scale``/``zero_point`` (buffers, saved with the model).
-    ``bits=None``: a float activation (identity).
+    ``bits=None``: a float activation (identity). ``round_fn``: see ``straight_through``.
     """
+
+    round_fn = None  # None: PyTorch's fused fake-quantize kernel
 
     def __init__(self, bits: int | None, clip: str = "mse", non_negative: bool = True,
                  max_samples: int = 100_000):
@@ -110,7 +115,7 @@ class ActQuant(nn.Module):
             return x
         if not self.calibrated:
             raise RuntimeError("activation quantizer used before calibration: call calibrate(model, images)")
-        return fake_quantize_activation(x, self.scale, self.zero_point, self.bits)
+        return fake_quantize_activation(x, self.scale, self.zero_point, self.bits, self.round_fn)
 
     @torch.no_grad()
     def compute_qparams(self) -> None:
@@ -144,7 +149,10 @@ class _QuantMixin:
     the weight scales (buffer ``weight_scale``) follow the weights at every training step (QAT) and
     stay fixed in eval mode, so eval outputs are deterministic. ``weight_granularity="tensor"``:
     one scale (and clipping ratio) for the whole layer, repeated in every channel's slot.
+    ``round_fn``: see ``straight_through``.
     """
+
+    round_fn = None  # None: PyTorch's fused fake-quantize kernel
 
     def _setup(self, weight_bits, act_bits, weight_clip, act_clip, non_negative_input,
                weight_granularity="channel"):
@@ -174,7 +182,7 @@ class _QuantMixin:
             return self.weight
         if self.training:  # QAT: the scale follows the weights (same clipping ratio, cheap)
             self.update_weight_scale()
-        return fake_quantize_weight(self.weight, self.weight_scale, self.weight_bits)
+        return fake_quantize_weight(self.weight, self.weight_scale, self.weight_bits, self.round_fn)
 
     def weight_codes(self) -> Tensor:
         """The integer codes of the weight (what a packed file stores)."""
@@ -358,11 +366,31 @@ def ptq(model: FashionCNN, calibration_data, weight_bits, act_bits, **kwargs) ->
                      search_weight_clip=False)
 
 
-def qat(qmodel: FashionCNN, train_batches, epochs: int = 1, lr: float = 5e-4, **fit_kwargs):
+@contextlib.contextmanager
+def straight_through(qmodel: nn.Module, round_fn=None):
+    """Within the block, every fake quantizer of ``qmodel`` (weights and input activations) rounds
+    with ``round_fn(x)`` (forward ``round(x)``, gradient 1: a straight-through rounding such as a
+    learner's ``ste_round``) instead of PyTorch's fused kernel: the same values bit for bit, and the
+    gradient ``round_fn`` gives (``codes.fake_quantize_weight``). None: the fused kernel. On leaving,
+    each quantizer gets back the rounding it had."""
+    modules = [m for layer in quant_layers(qmodel).values() for m in (layer, layer.input_quant)]
+    before = [module.round_fn for module in modules]
+    for module in modules:
+        module.round_fn = round_fn
+    try:
+        yield qmodel
+    finally:
+        for module, previous in zip(modules, before):
+            module.round_fn = previous
+
+
+def qat(qmodel: FashionCNN, train_batches, epochs: int = 1, lr: float = 5e-4, round_fn=None, **fit_kwargs):
     """Quantization-aware training of a calibrated model: ``fine_tune`` through the fake quantizers.
 
-    The straight-through estimator lets gradients reach the float weights; activation ranges stay
-    at their calibrated values, weight scales follow the weights. Returns the ``History``.
+    The straight-through estimator lets gradients reach the float weights (``round_fn``: the
+    straight-through rounding the quantizers use, see ``straight_through``; None: PyTorch's fused
+    kernel); activation ranges stay at their calibrated values, weight scales follow the weights.
+    Returns the ``History``.
     """
     from ..training import fine_tune
 
@@ -371,11 +399,30 @@ def qat(qmodel: FashionCNN, train_batches, epochs: int = 1, lr: float = 5e-4, **
     if any(m.input_quant.bits is not None and not m.input_quant.calibrated
            for m in quant_layers(qmodel).values()):
         raise ValueError("calibrate the model before QAT (activation ranges are not set)")
-    history = fine_tune(qmodel, train_batches, epochs=epochs, lr=lr, desc=fit_kwargs.pop("desc", "QAT"),
-                        **fit_kwargs)
+    with straight_through(qmodel, round_fn):
+        history = fine_tune(qmodel, train_batches, epochs=epochs, lr=lr, desc=fit_kwargs.pop("desc", "QAT"),
+                            **fit_kwargs)
     for layer in quant_layers(qmodel).values():
         layer.update_weight_scale(search=True)
     return history
+
+
+def qat_step_changes(qmodel: nn.Module, images: Tensor, labels: Tensor, round_fn=None, lr: float = 1e-3,
+                     seed: int = 0) -> dict[str, float]:
+    """Mean |change| of each quantized layer's float weight after one plain SGD step of QAT on one
+    batch (train mode, dropout seeded by ``seed``) with the quantizers rounding by ``round_fn``
+    (see ``straight_through``; None: PyTorch's fused kernel). ``qmodel`` is untouched (a copy steps)."""
+    model = copy.deepcopy(qmodel).train()
+    before = {name: layer.weight.detach().clone() for name, layer in quant_layers(model).items()}
+    with straight_through(model, round_fn), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        F.cross_entropy(model(images), labels).backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.grad is not None:
+                p -= lr * p.grad
+    return {name: (layer.weight.detach() - before[name]).abs().mean().item()
+            for name, layer in quant_layers(model).items()}
 
 
 @torch.no_grad()

@@ -171,9 +171,10 @@ def read_compressed_bytes(data: bytes, source: str = "compressed file") -> tuple
     return json_header(plain[_HLEN.size:pos], FORMAT, CompressedFileError, source), plain[pos:]
 
 
-def encode(qmodel: nn.Module, meta: dict | None = None) -> bytes:
-    """The bytes of a ``.ccz`` file of a pruned, quantized model."""
-    return encode_with_stages(qmodel, meta)[0]
+def encode(qmodel: nn.Module, meta: dict | None = None, gaps_fn=None, pack_fn=None) -> bytes:
+    """The bytes of a ``.ccz`` file of a pruned, quantized model (``gaps_fn``, ``pack_fn``: the coders
+    that write it, see ``sparse_codes``; ``helpers.save(model, path, gaps_fn=..., pack_fn=...)``)."""
+    return encode_with_stages(qmodel, meta, gaps_fn, pack_fn)[0]
 
 
 def _tensor(entry: dict, payload: bytes, numel: int) -> torch.Tensor:
