@@ -5,7 +5,7 @@ Colab cell (its first code cell) are made from it.
     python -m helpers.colab --write   # rewrite them from REPO_URL (a fork edits REPO_URL, then runs this)
 
 The Colab cell clones the repository and installs ``helpers`` without dependencies, so Colab's own
-torch and ipywidgets are kept. ``$COURSE_REPO_URL`` and ``$COURSE_COLAB_DIR`` override the URL and
+torch and ipywidgets are kept, and installs torchao (PT2E int8, notebooks 06 and 07) when Colab lacks it. ``$COURSE_REPO_URL`` and ``$COURSE_COLAB_DIR`` override the URL and
 the clone's folder (a test points them at a local clone).
 """
 from __future__ import annotations
@@ -29,15 +29,18 @@ BADGE_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^\s()\"'\
 GITHUB_URL = re.compile(r"https://github\.com/([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+?)(?:\.git)?/?")
 
 COLAB_CELL_TEMPLATE = '''\
-# Colab only: fetch the course and install its helpers (Colab's own torch and ipywidgets are kept).
+# Colab only: fetch the course, install its helpers (no dependencies) and, if Colab lacks it, torchao
+# (the int8 of notebooks 06 and 07); Colab's own torch and ipywidgets are kept.
 # The URL is REPO_URL in helpers/colab.py; $COURSE_REPO_URL and $COURSE_COLAB_DIR override it.
-import os, subprocess, sys
+import importlib.util, os, subprocess, sys
 if "google.colab" in sys.modules:
     repo_url = os.environ.get("{url_env}", "{repo_url}")
     course_dir = os.environ.get("{dir_env}", "{colab_dir}")
     if not os.path.isdir(course_dir):
         subprocess.run(["git", "clone", "--depth=1", repo_url, course_dir], check=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", course_dir], check=True)
+    if importlib.util.find_spec("torchao") is None:  # torchao declares no torch requirement: Colab's torch stays
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "torchao"], check=True)
     os.chdir(course_dir)  # so `import helpers` finds the package in this session already'''
 
 

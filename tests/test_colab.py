@@ -147,3 +147,20 @@ def test_the_colab_cell_clones_installs_and_the_next_cell_imports_helpers_from_t
     assert Path(seen["helpers"]) == clone / "helpers" / "__init__.py" and Path(seen["cwd"]) == work
     assert not (tmp_path / "not-made").exists()
     assert editable_install_files() == before, "the cell touched this venv's editable install"
+
+
+def test_the_colab_cell_installs_torchao_only_when_colab_lacks_it(tmp_path, monkeypatch):
+    import importlib.util
+    import types
+
+    calls = []
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setenv(COLAB_DIR_ENV, str(tmp_path))  # already cloned: no git, no pip -e
+    monkeypatch.setattr(subprocess, "run", lambda args, **kw: calls.append(args))
+    monkeypatch.chdir(tmp_path)
+    cell = colab_cell()
+    exec(cell, {})
+    assert calls == []  # this venv has torchao
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torchao" else object())
+    exec(cell, {})
+    assert calls == [[sys.executable, "-m", "pip", "install", "-q", "torchao"]]  # no --upgrade, no torch pin
