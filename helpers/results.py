@@ -308,18 +308,38 @@ def _table_note(speed: dict[str, dict], beyond: bool = False) -> str:
 def series_cost_markdown(folder: str | os.PathLike = NOTEBOOKS_DIR) -> str:
     """What the FULL series cost: the wall-clock seconds papermill recorded in each committed
     notebook (the run that produced its outputs), summed, with the day of each run."""
-    runs = []
+    runs, seeded = [], []
     for path in sorted(Path(folder).glob("[0-9][0-9]_*.ipynb")):
         notebook = read_json(path, "restore it from git")
         meta = notebook.get("metadata", {}).get("papermill", {}) if isinstance(notebook, dict) else {}
         if isinstance(meta.get("duration"), (int, float)):
             runs.append((path.name[:2], meta["duration"], str(meta.get("start_time") or "")[:10]))
+            seconds = seeded_cell_seconds(notebook)
+            if seconds:
+                seeded.append((path.name[:2], seconds))
     if not runs:
         return "_No FULL run recorded in the notebooks yet._"
     parts = ", ".join(f"{nn} {seconds / 60:.1f} min ({day})" for nn, seconds, day in runs)
-    return (f"**Cost of the FULL series**: {sum(s for _, s, _ in runs) / 60:.0f} min of wall clock on two CPU "
+    text = (f"**Cost of the FULL series**: {sum(s for _, s, _ in runs) / 60:.0f} min of wall clock on two CPU "
             f"cores, summed over the runs that produced the committed notebooks ({parts}; papermill's "
             "record in each notebook). The same notebook took up to twice as long on a busier day.")
+    if seeded:
+        text += (f" **Where the seeds' time went**: {sum(s for _, s in seeded) / 60:.0f} min of it in the cells "
+                 "that run the seeded comparisons (tagged `seeds`, every seed of each: "
+                 + ", ".join(f"{nn} {seconds / 60:.1f} min" for nn, seconds in seeded) + ").")
+    return text
+
+
+def seeded_cell_seconds(notebook: dict) -> float:
+    """Seconds papermill recorded for the code cells of ``notebook`` tagged ``seeds`` (the cells that
+    run a seeded comparison's seeds); 0 when none is tagged or none was timed."""
+    total = 0.0
+    for cell in notebook.get("cells", []):
+        meta = cell.get("metadata", {}) if isinstance(cell, dict) else {}
+        duration = meta.get("papermill", {}).get("duration")
+        if "seeds" in meta.get("tags", []) and isinstance(duration, (int, float)):
+            total += duration
+    return total
 
 
 def readme_section(records: list[dict], speed: dict[str, dict], root: str | os.PathLike = REPO_ROOT) -> str:

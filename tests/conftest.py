@@ -23,3 +23,19 @@ def random_model():
         bn.weight.data.uniform_(0.5, 1.5)
         bn.bias.data.uniform_(-0.2, 0.2)
     return model.eval()
+
+
+@pytest.fixture(scope="module")
+def small_trained_model():
+    """The committed baseline when present (real accuracies), else a seeded random CNN."""
+    from live_view_checks import small_model
+
+    return small_model()
+
+
+@pytest.fixture(scope="module")
+def wanda_state(small_trained_model, quick_splits):
+    """notebook 03's live view prepared on ``small_trained_model``: 64 calibration, 300 validation images."""
+    from helpers.live import wanda
+
+    return wanda.prepare(small_trained_model, quick_splits, calibration_images=64, val_images=300)

@@ -44,13 +44,13 @@ def agp_linear(step, T, final, initial=0.0):  # the linear schedule instead of t
 
 
 @pytest.fixture(scope="module")
-def model():
-    return small_model()
+def model(small_trained_model):
+    return small_trained_model
 
 
 @pytest.fixture(scope="module")
-def course_state(model, quick_splits):
-    return live_wanda.prepare(model, quick_splits, calibration_images=64, val_images=300)
+def course_state(wanda_state):
+    return wanda_state
 
 
 def _point(model, splits, impl, sparsity=0.7):

@@ -10,21 +10,19 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from helpers.data import calibration_batch  # noqa: E402
 from helpers.paths import REPO_ROOT  # noqa: E402
-from live_view_checks import small_model  # noqa: E402
 from helpers.live import check_controls, val_accuracy  # noqa: E402
 from helpers.live import wanda  # noqa: E402
 from helpers.pruning.unstructured import prune_model, recalibrate_batchnorm, select_layers  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def model():
-    """The committed baseline when present (real accuracies), else a seeded random CNN."""
-    return small_model()
+def model(small_trained_model):
+    return small_trained_model
 
 
 @pytest.fixture(scope="module")
-def state(model, quick_splits):
-    return wanda.prepare(model, quick_splits, calibration_images=64, val_images=300)
+def state(wanda_state):
+    return wanda_state
 
 
 def direct(model, splits, state, **spec):

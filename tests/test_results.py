@@ -163,6 +163,22 @@ def test_series_cost_sums_papermill_durations_of_the_numbered_notebooks(tmp_path
     assert "30 min" in text and "01 10.0 min (2026-11-21)" in text and "02 20.0 min (2026-12-02)" in text
     assert "03" not in text.split("(", 1)[1].split(";")[0] and "scratch" not in text
     assert series_cost_markdown(tmp_path / "missing").startswith("_No FULL run")
+    assert "seeds' time" not in text  # no cell tagged `seeds`: no line about them
+
+
+def test_series_cost_says_where_the_seeds_time_went(tmp_path):
+    from helpers.results import seeded_cell_seconds, series_cost_markdown
+
+    def cell(seconds, tags=()):
+        return {"cell_type": "code", "metadata": {"tags": list(tags), "papermill": {"duration": seconds}}}
+
+    cells = [cell(30.0), cell(120.0, ["seeds"]), cell(60.0, ["seeds", "other"]), cell(999.0, ["parameters"]),
+             {"cell_type": "markdown", "metadata": {"tags": ["seeds"]}}]  # untimed: not counted
+    (tmp_path / "02_b.ipynb").write_text(json.dumps({"cells": cells, "metadata": {"papermill": {
+        "duration": 1212.0, "start_time": "2026-12-06T07:00:00+00:00"}}}))
+    assert seeded_cell_seconds({"cells": cells}) == 180.0
+    text = series_cost_markdown(tmp_path)
+    assert "Where the seeds' time went**: 3 min" in text and "02 3.0 min)" in text and "02 20.2 min (2026-12-06)" in text
 
 
 # --- every reader of speed.json and results/NN_*.json names the file and what is wrong ------------
