@@ -192,6 +192,13 @@ def test_06_qat_trains_through_the_ste_round_in_use():
     assert "in_use('ste_round')" in sources[use_at]
 
 
+def test_no_hint_spells_the_ste_answer(capsys):
+    ex.check("ste_round", torch.round)
+    ex.check("ste_round", lambda x: x * 1.0)
+    assert ".detach()" not in capsys.readouterr().out
+    assert not any(".detach()" in hint for hint in ex.REGISTRY["ste_round"].hints)
+
+
 def test_06_symmetric_scales_contract_states_the_range_once_and_no_teaser():
     _, sources = _sources("06_quantization.ipynb")
     contract = sources[_first(sources, "def symmetric_scales(") - 1]
