@@ -43,6 +43,23 @@ def test_the_saved_program_reloads_to_identical_outputs_and_stores_int8_weights_
     assert stored and all(t.dtype == torch.int8 for t in stored)  # the weights are stored as int8 only
 
 
+def test_a_fresh_process_loads_the_saved_program(float_and_int8, tmp_path):
+    """helpers.load in a process that never ran the PT2E flow (as ``python -m helpers.benchmark``):
+    the program's quantized_decomposed operators must be registered by the loader itself."""
+    import subprocess
+    import sys
+
+    model, int8 = float_and_int8
+    path = save(int8, tmp_path / "m.int8")
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    torch.save({"x": x, "y": int8(x).detach()}, tmp_path / "xy.pt")
+    code = ("import sys, torch; from helpers import load; d = torch.load(sys.argv[2]); "
+            "m = load(sys.argv[1]); assert torch.equal(m(d['x']), d['y']); print('identical')")
+    done = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "xy.pt")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("identical"), done.stderr[-2000:]
+
+
 def test_a_damaged_or_foreign_program_is_a_model_file_error(float_and_int8, tmp_path):
     from helpers.storage.framing import content_digest, torch_bytes
 

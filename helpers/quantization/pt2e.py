@@ -210,10 +210,14 @@ def program_bytes(converted: torch.fx.GraphModule) -> bytes:
 
 
 def program_from_bytes(data: bytes) -> torch.fx.GraphModule:
-    """The runnable module of a ``program_bytes`` archive (``torch.export.load``)."""
+    """The runnable module of a ``program_bytes`` archive (``torch.export.load``). Imports torchao's
+    PT2E package first: it registers the ``quantized_decomposed`` operators the program calls, which
+    a fresh process (e.g. ``python -m helpers.benchmark``) has not loaded otherwise."""
     import io
 
     with quiet():
+        import torchao.quantization.pt2e  # noqa: F401 -- registers torch.ops.quantized_decomposed.*
+
         module = torch.export.load(io.BytesIO(data)).module()
     return _in_eval_mode(module)
 
