@@ -314,6 +314,8 @@ def frontier_walk(front: pd.DataFrame, correct: dict, cost: str, higher_cost_is_
     of its validation accuracy minus the kept one's, from ``correct[weights_file]``); otherwise it is
     a tie and the cheaper model stays. One row per frontier model: its ``comparison`` with the kept
     one before it (None for the first), ``against`` (that model's name), ``verdict`` and ``kept``."""
+    walk_columns = ["against", "comparison", "verdict", "kept"]
+    front = front.drop(columns=[c for c in walk_columns if c in front.columns])  # a record's own "kept" etc.
     rows, last = [], None
     for _, row in front.sort_values(cost, ascending=not higher_cost_is_better, kind="stable").iterrows():
         if last is None:
@@ -325,7 +327,7 @@ def frontier_walk(front: pd.DataFrame, correct: dict, cost: str, higher_cost_is_
         rows.append({**row, "against": last["name"], "comparison": comparison, "verdict": decided,
                      "kept": decided == "a"})
         last = row if decided == "a" else last
-    return pd.DataFrame(rows, columns=[*front.columns, "against", "comparison", "verdict", "kept"])
+    return pd.DataFrame(rows, columns=[*front.columns, *walk_columns])
 
 
 def walk_sentences(walk: pd.DataFrame, axis: str) -> list[str]:

@@ -309,6 +309,19 @@ def test_the_walk_on_a_speed_axis_starts_from_the_fastest():
     assert list(walk["name"]) == ["fast", "slow"] and walk["kept"].tolist() == [True, True]
 
 
+def test_the_walk_ignores_a_records_own_kept_or_verdict_field():
+    """A record may carry a field named like the walk's columns (02's distillation records have
+    "kept"): the walk's own columns replace it instead of doubling it (08 failed on that)."""
+    from helpers.comparison import frontier_walk
+
+    front = _front(("fast", 0, 90.0), ("slow", 0, 95.0)).assign(speed=[5.0, 1.0], kept=["plain", None],
+                                                                verdict=["x", "y"])
+    correct = {"weights/fast.pt": _correct(1000, range(100)), "weights/slow.pt": _correct(1000, range(50))}
+    walk = frontier_walk(front, correct, "speed", higher_cost_is_better=True)
+    assert list(walk.columns).count("kept") == 1 and walk["kept"].tolist() == [True, True]
+    assert walk["verdict"].iloc[1] == "a" and walk["verdict"].isna().iloc[0]
+
+
 def test_interval_verdict_is_the_course_rule_on_an_interval_and_seeds():
     from helpers.comparison import interval_verdict
 
