@@ -2,9 +2,8 @@
 
 save_fig writes PNG text metadata (the run's mode, the time, the sha256 of every results file the
 figure drew); figure_problems checks it against the committed notebook's papermill run and the
-committed results. The committed figures predate the metadata (and two live views drew the
-previous series' records): the strict checks are xfail(strict=True) until the next FULL re-run
-rewrites them — then they XPASS, which fails the run until the marker is removed."""
+committed results. The figures committed before the 2026-12-06 FULL series predated the metadata
+(and two live views drew the previous series' records): these checks failed on them."""
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -21,10 +20,6 @@ from helpers.paths import HEADLESS_ENV, MODE_ENV, NOTEBOOKS_DIR, REPO_ROOT  # no
 from helpers.plots import save_fig  # noqa: E402
 from helpers.records import read_results  # noqa: E402
 from helpers.widgets import live_view  # noqa: E402
-
-STALE = ("the committed figures and notebook 08 predate figure provenance (and 03_masks_block2, "
-         "06_bit_width_explorer drew the previous series' records; 08 printed int8 10.12x before the "
-         "benchmark wrote 9.83x): the next FULL re-run rewrites them; remove this marker then")
 
 
 @pytest.fixture
@@ -142,7 +137,6 @@ def test_there_are_committed_figures_to_check():
     assert len(COMMITTED_FIGURES) >= 30
 
 
-@pytest.mark.xfail(strict=True, reason=STALE)
 def test_every_committed_figure_comes_from_the_run_that_made_its_notebook():
     found = [p for figure_path in COMMITTED_FIGURES for p in provenance.figure_problems(figure_path)]
     assert not found, f"{len(found)} problems:\n" + "\n".join(found)
@@ -171,7 +165,6 @@ def test_a_printed_speedup_must_be_a_record_of_speed_json(tmp_path):
     assert stale == ["08_x.ipynb cell 0: '10.12x (9.74-10.44)' is in no record of speed.json"]
 
 
-@pytest.mark.xfail(strict=True, reason=STALE)
 def test_the_comparison_prints_the_speedups_of_the_committed_speed_json():
     notebook = next(NOTEBOOKS_DIR.glob("08_*.ipynb"))
     assert printed_speedups(json.loads(notebook.read_text())), "08 prints no speed-up: the check would be empty"
