@@ -205,6 +205,31 @@ def test_a_compiled_model_gives_the_same_outputs_and_reports_its_compile_time_ap
     assert seconds > 0
 
 
+@pytest.mark.timing
+def test_every_model_of_a_benchmark_is_really_compiled_past_dynamos_recompile_limit():
+    """Five models of one class at two batch sizes: ten graphs for one forward, past dynamo's default
+    recompile limit of 8. Each must get its own graphs (the benchmark once timed every float file
+    from the fifth on eagerly under the name "compiled")."""
+    from torch._dynamo.utils import counters
+
+    from helpers.speed import compile_unavailable, compiled_model
+
+    reason = compile_unavailable()
+    if reason and not os.environ.get("CI"):
+        pytest.skip(reason)
+    assert reason is None, f"CI requires the compiled path: {reason}"
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Flatten(), nn.Linear(784, 8 + i), nn.ReLU(), nn.Linear(8 + i, 10)).eval()
+              for i in range(5)]
+    for model in models:
+        before = counters["stats"]["unique_graphs"]
+        compiled, _ = compiled_model(model, batch_sizes=(1, 2))
+        assert counters["stats"]["unique_graphs"] - before == 2, "a batch size ran without a compiled graph"
+        with torch.no_grad():
+            x = torch.rand(2, 1, 28, 28)
+            assert torch.allclose(compiled(x), model(x), atol=1e-5)
+
+
 def test_without_a_compiler_the_compiled_path_says_why(monkeypatch):
     from helpers import speed
 
