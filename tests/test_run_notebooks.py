@@ -321,7 +321,14 @@ def test_an_in_place_run_warns_of_typed_in_numbers_and_figures_not_from_it(repo_
     typed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("It reaches 93.74% on the test set.")])
     nbformat.write(typed, repo_copy / "notebooks" / "01_a.ipynb")
     (repo_copy / "figures").mkdir()
-    (repo_copy / "figures" / "02_plot.png").write_bytes((rn.REPO_ROOT / "figures" / "01_training_curves.png").read_bytes())
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure()
+    fig.savefig(repo_copy / "figures" / "02_plot.png")  # plain matplotlib: no provenance metadata
+    plt.close(fig)
     assert rn.main(["--only", "02", "--in-place"]) == 0  # warnings: the run itself worked
     err = capsys.readouterr().err
     assert "WARNING: 01_a.ipynb cell 0: '93.74%' is shown by no output" in err
